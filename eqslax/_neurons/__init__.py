@@ -1,0 +1,9 @@
+from ._alif import ALIF as ALIF, ALIFState as ALIFState
+from ._base import (
+    AbstractNeuron as AbstractNeuron,
+    AbstractPopulation as AbstractPopulation,
+    AbstractSpikingPopulation as AbstractSpikingPopulation,
+)
+from ._cuba import CuBaLIF as CuBaLIF, CuBaLIFState as CuBaLIFState
+from ._lif import IF as IF, LI as LI, LIF as LIF, LIFState as LIFState
+from ._rlif import RLIF as RLIF, RLIFState as RLIFState
