@@ -1,0 +1,108 @@
+"""Command line: ``eqslax train`` and ``eqslax compare`` (also ``python -m eqslax``)."""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+_ENCODINGS = ("time", "rate", "mixed")
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="randman", choices=["randman"])
+    parser.add_argument("--encoding", default="time", choices=_ENCODINGS)
+    parser.add_argument("--p", type=float, default=0.5, help="rate-coded fraction (mixed)")
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--units", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=50, help="time steps per sample")
+    parser.add_argument("--samples", type=int, default=200, help="samples per class")
+    parser.add_argument("--hidden", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/train")
+
+
+def load_data(args):
+    import jax
+
+    from .data import randman
+
+    return randman(
+        jax.random.fold_in(jax.random.key(args.seed), 0),
+        n_classes=args.classes,
+        n_units=args.units,
+        n_steps=args.steps,
+        samples_per_class=args.samples,
+        encoding=args.encoding,
+        p=args.p,
+    )
+
+
+def _train(args) -> int:
+    import jax
+    import optax
+
+    import eqslax
+
+    rules = {"bptt": eqslax.BPTT()}
+    if args.rule not in rules:
+        sys.stderr.write(
+            f"eqslax train: unknown rule {args.rule!r}; valid rules: {', '.join(rules)}.\n"
+        )
+        return 2
+    data = load_data(args)
+    key = jax.random.key(args.seed)
+    model = eqslax.feedforward(
+        (args.units, args.hidden, args.classes), key=jax.random.fold_in(key, 1), readout="li"
+    )
+    loss = eqslax.Accumulated(reduce="mean")
+    step = eqslax.train_offline(model, loss, optax.adam(args.lr), rules[args.rule])
+    start = time.perf_counter()
+    model, history = eqslax.fit(
+        model,
+        step,
+        data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        key=jax.random.fold_in(key, 2),
+        checkpoint_dir=args.out,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+    )
+    summary = {
+        "rule": args.rule,
+        "encoding": args.encoding,
+        "epochs": args.epochs,
+        "final_test_accuracy": history["test_accuracy"][-1] if history["epoch"] else None,
+        "wall_time_s": time.perf_counter() - start,
+    }
+    print(json.dumps(summary, indent=2))
+    os.makedirs(args.out, exist_ok=True)
+    eqslax._checkpoint.atomic_write(
+        os.path.join(args.out, "summary.json"), json.dumps(summary, indent=2).encode()
+    )
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="eqslax", description="Train and compare spiking networks and learning rules."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train one model with one rule on Randman")
+    _data_arguments(train)
+    train.add_argument("--rule", default="bptt")
+    train.add_argument("--checkpoint-every", type=int, default=None)
+    train.add_argument("--resume", action="store_true")
+    train.set_defaults(run=_train)
+    try:
+        from ._compare_cli import add_compare
+
+        add_compare(commands, _data_arguments)
+    except ImportError:
+        pass
+    args = parser.parse_args(argv)
+    return args.run(args)

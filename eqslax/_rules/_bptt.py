@@ -1,0 +1,106 @@
+"""Backpropagation through time, full and truncated."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+
+from .._checks import shape_tuple
+from .._connect import Connect
+from .._losses import AbstractLoss
+from .._parameters import trainable_mask
+from .._simulate import initial_state
+from ._base import AbstractLearningRule, Aux
+
+
+def _unroll(model, xs, window: int | None, checkpoint: bool):
+    """Run one sample; return outputs (time, *out) and every layer's outputs.
+
+    With ``window`` k, the carried state is passed through ``stop_gradient`` before
+    steps 0, k, 2k, ...: gradients never cross a window boundary.
+    """
+    state = initial_state(model, xs[0])
+
+    def step(state, inputs):
+        t, x = inputs
+        if window is not None:
+            cut = t % window == 0
+            state = jtu.tree_map(
+                lambda s: jnp.where(cut, jax.lax.stop_gradient(s), s), state
+            )
+        if isinstance(model, Connect):
+            state, layers = model.forward(state, x)
+        else:
+            state, y = model(state, x)
+            layers = (y,)
+        return state, layers
+
+    if checkpoint:
+        step = jax.checkpoint(step)
+    _, layers = jax.lax.scan(step, state, (jnp.arange(xs.shape[0]), xs))
+    return layers[-1], layers
+
+
+def sequence_loss(model, loss: AbstractLoss, xs, ys, window=None, checkpoint=False):
+    """Batch-mean loss of a batch and the outputs (batch, time, *out)."""
+
+    def one(x, y):
+        outputs, layers = _unroll(model, x, window, checkpoint)
+        return loss(outputs, y, layers if loss.needs_layers else None), outputs
+
+    losses, outputs = jax.vmap(one)(xs, ys)
+    return jnp.mean(losses), outputs
+
+
+def offline_gradient(model, loss, xs, ys, window=None, checkpoint=False):
+    params, static = eqx.partition(model, trainable_mask(model))
+
+    def objective(params):
+        return sequence_loss(eqx.combine(params, static), loss, xs, ys, window, checkpoint)
+
+    (value, outputs), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    return grads, Aux(outputs=outputs, loss=value)
+
+
+class BPTT(AbstractLearningRule):
+    r"""Backpropagation through time with surrogate gradients: the exact gradient
+    :math:`\nabla_\theta \mathcal L` of the unrolled computation, the reference every
+    other rule is compared with. Memory :math:`O(T)` activations per sample.
+
+    **Arguments:** ``checkpoint``: rematerialise each step in the backward pass
+    (``jax.checkpoint``), trading compute for memory.
+    """
+
+    checkpoint: bool = eqx.field(static=True, default=False)
+
+    def update(self, model, rule_state, loss, xs, ys):
+        grads, aux = offline_gradient(model, loss, xs, ys, checkpoint=self.checkpoint)
+        return grads, rule_state, aux
+
+
+class TruncatedBPTT(AbstractLearningRule):
+    r"""BPTT with the carried state detached every ``window`` steps (TBPTT(k, k)).
+
+    .. math:: g = \sum_{w} \nabla_\theta \mathcal L_w\big|_{h_{wk}\ \text{constant}}
+
+    where :math:`\mathcal L_w` holds the loss terms of window :math:`w`. Needs a
+    per-step loss, since an accumulated loss spans every window. ``window = T`` is
+    exactly BPTT; ``window = 1`` keeps only the instantaneous gradient.
+    """
+
+    window: int = eqx.field(static=True)
+    checkpoint: bool = eqx.field(static=True, default=False)
+
+    def __init__(self, window: int, *, checkpoint: bool = False):
+        (self.window,) = shape_tuple(window, "window", "TruncatedBPTT")
+        self.checkpoint = checkpoint
+
+    def update(self, model, rule_state, loss, xs, ys):
+        if not loss.per_step:
+            raise ValueError(
+                f"TruncatedBPTT: needs a per-step loss (PerStep), got {type(loss).__name__}."
+            )
+        grads, aux = offline_gradient(
+            model, loss, xs, ys, window=self.window, checkpoint=self.checkpoint
+        )
+        return grads, rule_state, aux
