@@ -1,6 +1,21 @@
 """eqslax: spiking neural networks in JAX and Equinox, for researching how they are trained."""
 
+from ._checkpoint import (
+    Checkpoint as Checkpoint,
+    load_checkpoint as load_checkpoint,
+    save_checkpoint as save_checkpoint,
+)
 from ._connect import Connect as Connect, ConnectState as ConnectState
+from ._fit import evaluate as evaluate, fit as fit
+from ._losses import (
+    AbstractLoss as AbstractLoss,
+    Accumulated as Accumulated,
+    CountMSE as CountMSE,
+    PerStep as PerStep,
+    RateRegularised as RateRegularised,
+    accuracy as accuracy,
+    spiking_layers as spiking_layers,
+)
 from ._neurons import (
     ALIF as ALIF,
     ALIFState as ALIFState,
@@ -10,13 +25,28 @@ from ._neurons import (
     CuBaLIF as CuBaLIF,
     CuBaLIFState as CuBaLIFState,
     IF as IF,
+    Izhikevich as Izhikevich,
+    IzhikevichState as IzhikevichState,
     LI as LI,
     LIF as LIF,
     LIFState as LIFState,
+    LTC as LTC,
+    LTCState as LTCState,
     RLIF as RLIF,
     RLIFState as RLIFState,
 )
 from ._parameters import trainable as trainable, trainable_mask as trainable_mask
+from ._rules import (
+    AbstractLearningRule as AbstractLearningRule,
+    Aux as Aux,
+    AbstractOnlineRule as AbstractOnlineRule,
+    BPTT as BPTT,
+    OSTL as OSTL,
+    OSTLTraces as OSTLTraces,
+    RTRL as RTRL,
+    RTRLTraces as RTRLTraces,
+    TruncatedBPTT as TruncatedBPTT,
+)
 from ._simulate import Recording as Recording, record as record, simulate as simulate
 from ._surrogate import (
     AbstractSurrogate as AbstractSurrogate,
@@ -31,5 +61,12 @@ from ._surrogate import (
     StraightThrough as StraightThrough,
     Triangle as Triangle,
 )
+from ._train import OfflineStep as OfflineStep, TrainState as TrainState, train_offline as train_offline
+from ._train_online import (
+    OnlineStep as OnlineStep,
+    train_online as train_online,
+    train_online_deferred as train_online_deferred,
+)
+from ._zoo import feedforward as feedforward
 
 __version__ = "0.1.0"

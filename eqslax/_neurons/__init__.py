@@ -5,5 +5,7 @@ from ._base import (
     AbstractSpikingPopulation as AbstractSpikingPopulation,
 )
 from ._cuba import CuBaLIF as CuBaLIF, CuBaLIFState as CuBaLIFState
+from ._izhikevich import Izhikevich as Izhikevich, IzhikevichState as IzhikevichState
 from ._lif import IF as IF, LI as LI, LIF as LIF, LIFState as LIFState
+from ._ltc import LTC as LTC, LTCState as LTCState
 from ._rlif import RLIF as RLIF, RLIFState as RLIFState

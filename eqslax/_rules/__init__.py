@@ -1,2 +1,5 @@
 from ._base import AbstractLearningRule as AbstractLearningRule, Aux as Aux
 from ._bptt import BPTT as BPTT, TruncatedBPTT as TruncatedBPTT
+from ._online import AbstractOnlineRule as AbstractOnlineRule
+from ._rtrl import RTRL as RTRL, RTRLTraces as RTRLTraces
+from ._ostl import OSTL as OSTL, OSTLTraces as OSTLTraces

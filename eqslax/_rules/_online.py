@@ -1,0 +1,96 @@
+"""Online learning rules: per-step gradients from forward-in-time traces.
+
+An online rule advances the model one step together with its own traces (eligibility
+traces, influence matrices), a typed record threaded through the ``lax.scan`` next to
+the model state, and returns the gradient of the current step's loss term
+:math:`\\nabla_\\theta \\ell(y_t, c)` as the rule estimates it. The traces are updated
+on every step whether or not a gradient is used.
+
+Its ``update``/``grad`` defer parameter updates to the end of the sequence: they sum
+the step gradients, divide by :math:`T` and average over the batch, matching the
+per-step loss :math:`\\mathcal L` of :class:`eqslax.PerStep` (deferred training).
+"""
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+from jaxtyping import Array, PyTree
+
+from .._losses import AbstractLoss
+from .._neurons import AbstractNeuron
+from .._simulate import initial_state
+from ._base import AbstractLearningRule, Aux
+
+
+def check_per_step(loss: AbstractLoss, owner: str) -> None:
+    if not loss.per_step:
+        raise ValueError(
+            f"{owner}: online rules learn from a per-step loss (eqslax.PerStep); got "
+            f"{type(loss).__name__}, which needs the whole sequence."
+        )
+
+
+class AbstractOnlineRule(AbstractLearningRule):
+    """A rule that learns forward in time. Concrete rules define ``init_traces`` and
+    ``step``; deferred ``update`` and ``grad`` come from here."""
+
+    @abc.abstractmethod
+    def init_traces(self, model: AbstractNeuron, state: PyTree) -> PyTree:
+        """Traces before the first step of a sample (``state`` is the model's)."""
+
+    @abc.abstractmethod
+    def step(
+        self,
+        model: AbstractNeuron,
+        state: PyTree,
+        traces: PyTree,
+        x: Array,
+        label: Array,
+        loss: AbstractLoss,
+    ) -> tuple[PyTree, PyTree, PyTree, Array, Array]:
+        """One step of one sample: ``(state, traces, grads, output, step_loss)``.
+
+        ``grads`` is the rule's estimate of :math:`\\nabla_\\theta \\ell(y_t, c)`, shaped
+        like ``eqslax.trainable(model)``.
+        """
+
+    def start(self, model: AbstractNeuron, x0: Array) -> tuple[PyTree, PyTree]:
+        """Model state and traces of one sample before its first step."""
+        state = initial_state(model, x0)
+        return state, self.init_traces(model, state)
+
+    def run(self, model, loss, xs, label):
+        """One sample, deferred: summed step gradients, outputs and step losses."""
+        state, traces = self.start(model, xs[0])
+
+        def body(carry, x):
+            state, traces, total = carry
+            state, traces, grads, y, value = self.step(model, state, traces, x, label, loss)
+            total = jtu.tree_map(jnp.add, total, grads)
+            return (state, traces, total), (y, value)
+
+        zero = jtu.tree_map(jnp.zeros_like, _trainable(model))
+        (_, _, total), (ys, values) = jax.lax.scan(body, (state, traces, zero), xs)
+        return total, ys, values
+
+    def update(self, model, rule_state, loss, xs, ys):
+        check_per_step(loss, type(self).__name__)
+        totals, outputs, values = jax.vmap(lambda x, y: self.run(model, loss, x, y))(xs, ys)
+        steps = xs.shape[1]
+        grads = jtu.tree_map(lambda g: jnp.mean(g, axis=0) / steps, totals)
+        return grads, rule_state, Aux(outputs=outputs, loss=jnp.mean(values))
+
+
+def _trainable(model):
+    from .._parameters import trainable
+
+    return trainable(model)
+
+
+def split_trainable(model) -> tuple[PyTree, PyTree]:
+    from .._parameters import trainable_mask
+
+    return eqx.partition(model, trainable_mask(model))

@@ -1,0 +1,108 @@
+"""Online training drivers: parameter updates at every step, or deferred to the end."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import optax
+from jaxtyping import Array, Float, Int
+
+from ._losses import AbstractLoss
+from ._neurons import AbstractNeuron
+from ._parameters import trainable_mask
+from ._rules._base import check_batch
+from ._rules._online import AbstractOnlineRule, check_per_step
+from ._simulate import check_model
+from ._train import OfflineStep, TrainState, check_optimizer
+
+
+class OnlineStep(eqx.Module):
+    r"""A training step that updates the parameters after every time step.
+
+    At step :math:`t` each sample advances its model state and the rule's traces, the
+    rule's gradient of the step loss :math:`\ell(y_t, c)` is averaged over the batch,
+    and the optimiser updates :math:`\theta`; the next step runs with the new
+    parameters while traces carry on. One ``lax.scan`` over time, ``vmap`` over batch.
+    Built by :func:`train_online`; ``init(model)`` makes the first state.
+    """
+
+    loss: AbstractLoss
+    optimizer: optax.GradientTransformation
+    rule: AbstractOnlineRule
+
+    def init(self, model: AbstractNeuron) -> TrainState:
+        params = eqx.filter(model, trainable_mask(model))
+        return TrainState(self.optimizer.init(params), self.rule.init(model))
+
+    def __call__(
+        self,
+        model: AbstractNeuron,
+        state: TrainState,
+        xs: Float[Array, "batch time *in"],
+        ys: Int[Array, " batch"],
+    ) -> tuple[AbstractNeuron, TrainState, Array, Array]:
+        check_batch(model, self.loss, xs, ys, "online train step")
+        return _online_step(self, model, state, xs, ys)
+
+
+@eqx.filter_jit
+def _online_step(step: OnlineStep, model, state: TrainState, xs, ys):
+    rule, loss = step.rule, step.loss
+    params, static = eqx.partition(model, trainable_mask(model))
+    model_states, traces = jax.vmap(lambda x: rule.start(model, x[0]))(xs)
+
+    def body(carry, x):
+        params, opt_state, model_states, traces = carry
+        current = eqx.combine(params, static)
+        model_states, traces, grads, y, value = jax.vmap(
+            lambda s, tr, x, c: rule.step(current, s, tr, x, c, loss)
+        )(model_states, traces, x, ys)
+        grads = jtu.tree_map(lambda g: jnp.mean(g, axis=0), grads)
+        updates, opt_state = step.optimizer.update(grads, opt_state, params)
+        params = eqx.apply_updates(params, updates)
+        return (params, opt_state, model_states, traces), (y, jnp.mean(value))
+
+    carry = (params, state.optimizer, model_states, traces)
+    (params, opt_state, _, _), (outputs, values) = jax.lax.scan(
+        body, carry, jnp.moveaxis(xs, 1, 0)
+    )
+    model = eqx.combine(params, static)
+    return model, TrainState(opt_state, state.rule), jnp.moveaxis(outputs, 0, 1), jnp.mean(values)
+
+
+def _check(model, rule, loss, optimizer, owner):
+    check_model(model, owner)
+    check_optimizer(optimizer, owner)
+    if not isinstance(rule, AbstractOnlineRule):
+        raise TypeError(
+            f"{owner}: `rule` must be an online rule (RTRL, OSTL, ...), got {type(rule).__name__}."
+        )
+    if not isinstance(loss, AbstractLoss):
+        raise TypeError(f"{owner}: `loss` must be an eqslax loss, got {type(loss).__name__}.")
+    check_per_step(loss, owner)
+    rule.init_traces(model, model.init_state())  # layer checks, before any tracing
+
+
+def train_online(
+    model: AbstractNeuron,
+    rule: AbstractOnlineRule,
+    loss: AbstractLoss,
+    optimizer: optax.GradientTransformation,
+) -> OnlineStep:
+    """A jitted step ``(model, state, xs, ys) -> (model, state, outputs, loss)`` that
+    applies ``optimizer`` after every time step (fully online learning)."""
+    _check(model, rule, loss, optimizer, "train_online")
+    return OnlineStep(loss=loss, optimizer=optimizer, rule=rule)
+
+
+def train_online_deferred(
+    model: AbstractNeuron,
+    rule: AbstractOnlineRule,
+    loss: AbstractLoss,
+    optimizer: optax.GradientTransformation,
+) -> OfflineStep:
+    r"""The same rule with its step gradients summed over the sequence, divided by
+    :math:`T`, averaged over the batch and applied once at the end: with an exact rule
+    (RTRL) this is the offline BPTT step on the per-step loss."""
+    _check(model, rule, loss, optimizer, "train_online_deferred")
+    return OfflineStep(loss=loss, optimizer=optimizer, rule=rule)
