@@ -75,7 +75,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     max_steps: int | None = None,
-) -> tuple[AbstractNeuron, dict[str, list[float]]]:
+) -> tuple[AbstractNeuron, dict[str, list]]:
     """Train ``model`` for ``epochs`` over ``data`` with a training ``step``.
 
     **Arguments:**
@@ -103,7 +103,7 @@ def fit(
         raise ValueError("fit: `checkpoint_every` needs a `checkpoint_dir`.")
     per_epoch = n // batch_size
     state = step.init(model)
-    history: dict[str, list[float]] = {k: [] for k in _COLUMNS}
+    history: dict[str, list] = {k: [] for k in _COLUMNS}
     done = 0
     ckpt_path = os.path.join(checkpoint_dir, "checkpoint.eqx") if checkpoint_dir else None
     if resume and ckpt_path and os.path.exists(ckpt_path):
