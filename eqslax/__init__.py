@@ -41,11 +41,15 @@ from ._rules import (
     Aux as Aux,
     AbstractOnlineRule as AbstractOnlineRule,
     BPTT as BPTT,
+    FPTT as FPTT,
+    FPTTState as FPTTState,
+    FPTTStep as FPTTStep,
     OSTL as OSTL,
     OSTLTraces as OSTLTraces,
     RTRL as RTRL,
     RTRLTraces as RTRLTraces,
     TruncatedBPTT as TruncatedBPTT,
+    train_fptt as train_fptt,
 )
 from ._simulate import Recording as Recording, record as record, simulate as simulate
 from ._surrogate import (

@@ -3,3 +3,4 @@ from ._bptt import BPTT as BPTT, TruncatedBPTT as TruncatedBPTT
 from ._online import AbstractOnlineRule as AbstractOnlineRule
 from ._rtrl import RTRL as RTRL, RTRLTraces as RTRLTraces
 from ._ostl import OSTL as OSTL, OSTLTraces as OSTLTraces
+from ._fptt import FPTT as FPTT, FPTTState as FPTTState, FPTTStep as FPTTStep, train_fptt as train_fptt

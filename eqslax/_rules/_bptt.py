@@ -13,13 +13,15 @@ from .._simulate import initial_state
 from ._base import AbstractLearningRule, Aux
 
 
-def _unroll(model, xs, window: int | None, checkpoint: bool):
-    """Run one sample; return outputs (time, *out) and every layer's outputs.
+def _unroll(model, xs, window: int | None, checkpoint: bool, state=None):
+    """Run one sample; return outputs (time, *out), every layer's outputs and the
+    final state (``state``: the state before the first step, default the model's).
 
     With ``window`` k, the carried state is passed through ``stop_gradient`` before
     steps 0, k, 2k, ...: gradients never cross a window boundary.
     """
-    state = initial_state(model, xs[0])
+    if state is None:
+        state = initial_state(model, xs[0])
 
     def step(state, inputs):
         t, x = inputs
@@ -37,19 +39,31 @@ def _unroll(model, xs, window: int | None, checkpoint: bool):
 
     if checkpoint:
         step = jax.checkpoint(step)
-    _, layers = jax.lax.scan(step, state, (jnp.arange(xs.shape[0]), xs))
-    return layers[-1], layers
+    final, layers = jax.lax.scan(step, state, (jnp.arange(xs.shape[0]), xs))
+    return layers[-1], layers, final
 
 
 def sequence_loss(model, loss: AbstractLoss, xs, ys, window=None, checkpoint=False):
     """Batch-mean loss of a batch and the outputs (batch, time, *out)."""
 
     def one(x, y):
-        outputs, layers = _unroll(model, x, window, checkpoint)
+        outputs, layers, _ = _unroll(model, x, window, checkpoint)
         return loss(outputs, y, layers if loss.needs_layers else None), outputs
 
     losses, outputs = jax.vmap(one)(xs, ys)
     return jnp.mean(losses), outputs
+
+
+def segment_loss(model, loss: AbstractLoss, xs, ys, states):
+    """Batch-mean per-step loss of a segment started from (detached) batched ``states``;
+    returns ``(loss, (outputs, final_states))``."""
+
+    def one(x, y, state):
+        outputs, _, final = _unroll(model, x, None, False, jax.lax.stop_gradient(state))
+        return loss(outputs, y), outputs, final
+
+    losses, outputs, finals = jax.vmap(one)(xs, ys, states)
+    return jnp.mean(losses), (outputs, finals)
 
 
 def offline_gradient(model, loss, xs, ys, window=None, checkpoint=False):

@@ -1,0 +1,207 @@
+"""Forward propagation through time (Kag & Saligrama 2021)."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import optax
+from jaxtyping import Array, Float, Int, PyTree
+
+from .._losses import AbstractLoss
+from .._neurons import AbstractNeuron
+from .._parameters import trainable_mask
+from .._simulate import check_model, initial_state
+from ._base import check_batch
+from ._bptt import segment_loss
+from ._online import AbstractOnlineRule, check_per_step
+
+
+class FPTTState(eqx.Module):
+    r"""FPTT's memory of past gradients :math:`\lambda` and running average
+    :math:`\bar W`, both shaped like the trainable parameters."""
+
+    multiplier: PyTree
+    average: PyTree
+
+
+class FPTT(eqx.Module):
+    r"""FPTT's hyperparameters; train with :func:`train_fptt`.
+
+    The sequence is cut into ``segments`` :math:`K` of equal length. At segment
+    :math:`t` the carried state is detached, the segment loss :math:`\ell_t(W)` (the
+    per-step loss averaged over the segment's steps and the batch) is augmented by the
+    dynamic regulariser whose gradient is
+
+    .. math:: \nabla R_t = \alpha (W - \bar W_t) - c\,\lambda_t
+
+    and the optimiser takes one step to :math:`W_{t+1}`. Then, with the *post-update*
+    parameters (as in the paper, unlike Slax),
+
+    .. math::
+        \lambda_{t+1} = \lambda_t - \alpha (W_{t+1} - \bar W_t), \qquad
+        \bar W_{t+1} = \tfrac12(\bar W_t + W_{t+1}) - \tfrac{1}{2\alpha}\lambda_{t+1}
+
+    **Arguments:**
+
+    - ``segments``: :math:`K`; ``K = T`` is fully online (one-step truncation).
+    - ``alpha``: :math:`\alpha` (default 0.5, Slax; the authors' code uses 0.1).
+    - ``multiplier_coefficient``: :math:`c`. The paper's regulariser
+      :math:`\frac\alpha2\lVert W - \bar W - \frac{\lambda}{2\alpha}\rVert^2` gives
+      :math:`c = 1/2` (default); the authors' code (:math:`-\langle W,\lambda\rangle +
+      \frac\alpha2\lVert W-\bar W\rVert^2`) gives :math:`c = 1`.
+    - ``rule``: ``None`` for BPTT within each segment, or an online rule whose traces
+      carry across segments while its summed step gradients replace the segment BPTT.
+    - ``reset_each_batch``: restart :math:`\lambda = 0`, :math:`\bar W = W` at every batch
+      (Slax) instead of keeping them across batches (the authors' code, default).
+    """
+
+    segments: int = eqx.field(static=True)
+    alpha: float = 0.5
+    multiplier_coefficient: float = 0.5
+    rule: AbstractOnlineRule | None = None
+    reset_each_batch: bool = eqx.field(static=True, default=False)
+
+    def __check_init__(self):
+        if not isinstance(self.segments, int) or self.segments <= 0:
+            raise ValueError(f"FPTT: `segments` must be a positive int, got {self.segments!r}.")
+        if not self.alpha > 0:
+            raise ValueError(f"FPTT: `alpha` must be > 0, got {self.alpha!r}.")
+
+    def init(self, model: AbstractNeuron) -> FPTTState:
+        params = eqx.filter(model, trainable_mask(model))
+        return FPTTState(multiplier=jtu.tree_map(jnp.zeros_like, params), average=params)
+
+    def regulariser_grad(self, params, state: FPTTState):
+        return jtu.tree_map(
+            lambda w, wbar, lam: self.alpha * (w - wbar) - self.multiplier_coefficient * lam,
+            params,
+            state.average,
+            state.multiplier,
+        )
+
+    def advance(self, new_params, state: FPTTState) -> FPTTState:
+        multiplier = jtu.tree_map(
+            lambda lam, w, wbar: lam - self.alpha * (w - wbar),
+            state.multiplier,
+            new_params,
+            state.average,
+        )
+        average = jtu.tree_map(
+            lambda wbar, w, lam: 0.5 * (wbar + w) - lam / (2 * self.alpha),
+            state.average,
+            new_params,
+            multiplier,
+        )
+        return FPTTState(multiplier=multiplier, average=average)
+
+
+class FPTTStep(eqx.Module):
+    """A training step ``(model, state, xs, ys) -> (model, state, outputs, loss)`` that
+    takes one FPTT update per segment. Built by :func:`train_fptt`."""
+
+    fptt: FPTT
+    loss: AbstractLoss
+    optimizer: optax.GradientTransformation
+
+    def init(self, model: AbstractNeuron):
+        from .._train import TrainState
+
+        params = eqx.filter(model, trainable_mask(model))
+        return TrainState(self.optimizer.init(params), self.fptt.init(model))
+
+    def __call__(
+        self,
+        model: AbstractNeuron,
+        state,
+        xs: Float[Array, "batch time *in"],
+        ys: Int[Array, " batch"],
+    ):
+        check_batch(model, self.loss, xs, ys, "FPTT step")
+        if xs.shape[1] % self.fptt.segments:
+            raise ValueError(
+                f"FPTT: the sequence length {xs.shape[1]} must be a multiple of `segments` "
+                f"= {self.fptt.segments}."
+            )
+        return _fptt_step(self, model, state, xs, ys)
+
+
+def _segment_gradient(fptt, loss, model, params, static, carry_states, traces, xs, ys):
+    """Gradient of one segment's loss, its outputs, and the carried states/traces."""
+    if fptt.rule is None:
+
+        def objective(params):
+            return segment_loss(eqx.combine(params, static), loss, xs, ys, carry_states)
+
+        (value, (outputs, states)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        return grads, value, outputs, states, traces
+
+    rule = fptt.rule
+
+    def one(states, traces, x, label):
+        def body(carry, x_t):
+            s, tr, total = carry
+            s, tr, g, y, v = rule.step(model, s, tr, x_t, label, loss)
+            return (s, tr, jtu.tree_map(jnp.add, total, g)), (y, v)
+
+        zero = jtu.tree_map(jnp.zeros_like, params)
+        (s, tr, total), (ys_, values) = jax.lax.scan(body, (states, traces, zero), x)
+        return s, tr, total, ys_, jnp.mean(values)
+
+    states, traces, totals, outputs, values = jax.vmap(one)(carry_states, traces, xs, ys)
+    grads = jtu.tree_map(lambda g: jnp.mean(g, 0) / xs.shape[1], totals)
+    return grads, jnp.mean(values), outputs, states, traces
+
+
+@eqx.filter_jit
+def _fptt_step(step: FPTTStep, model, state, xs, ys):
+    from .._train import TrainState
+
+    fptt, loss = step.fptt, step.loss
+    params, static = eqx.partition(model, trainable_mask(model))
+    memory = fptt.init(model) if fptt.reset_each_batch else state.rule
+    if fptt.rule is None:
+        states = jax.vmap(lambda x: initial_state(model, x[0]))(xs)
+        traces = None
+    else:
+        states, traces = jax.vmap(lambda x: fptt.rule.start(model, x[0]))(xs)
+    batch, steps = xs.shape[:2]
+    segments = xs.reshape(batch, fptt.segments, steps // fptt.segments, *xs.shape[2:])
+
+    def body(carry, segment):
+        params, opt_state, memory, states, traces = carry
+        current = eqx.combine(params, static)
+        grads, value, outputs, states, traces = _segment_gradient(
+            fptt, loss, current, params, static, states, traces, segment, ys
+        )
+        grads = jtu.tree_map(jnp.add, grads, fptt.regulariser_grad(params, memory))
+        updates, opt_state = step.optimizer.update(grads, opt_state, params)
+        params = eqx.apply_updates(params, updates)
+        memory = fptt.advance(params, memory)
+        return (params, opt_state, memory, states, traces), (outputs, value)
+
+    carry = (params, state.optimizer, memory, states, traces)
+    (params, opt_state, memory, _, _), (outputs, values) = jax.lax.scan(
+        body, carry, jnp.moveaxis(segments, 1, 0)
+    )
+    outputs = jnp.moveaxis(outputs, 0, 1).reshape(batch, steps, *outputs.shape[3:])
+    model = eqx.combine(params, static)
+    return model, TrainState(opt_state, memory), outputs, jnp.mean(values)
+
+
+def train_fptt(
+    model: AbstractNeuron,
+    fptt: FPTT,
+    loss: AbstractLoss,
+    optimizer: optax.GradientTransformation,
+) -> FPTTStep:
+    """A jitted FPTT training step with the usual signature; see :class:`FPTT`."""
+    from .._train import check_optimizer
+
+    check_model(model, "train_fptt")
+    check_optimizer(optimizer, "train_fptt")
+    if not isinstance(fptt, FPTT):
+        raise TypeError(f"train_fptt: `fptt` must be an FPTT(...), got {type(fptt).__name__}.")
+    check_per_step(loss, "train_fptt")
+    if fptt.rule is not None:
+        fptt.rule.init_traces(model, model.init_state())
+    return FPTTStep(fptt=fptt, loss=loss, optimizer=optimizer)

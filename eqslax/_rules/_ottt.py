@@ -1,0 +1,205 @@
+"""Online training through time (Xiao et al. 2022): presynaptic traces, spatial signal."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+from jaxtyping import Array, Float
+
+from .._parameters import trainable
+from ._layerwise import check_layers, neuron_params, passback, reduce_to, set_layer_grads
+from ._online import AbstractOnlineRule
+from ._ostl import forward_layers
+
+
+def check_leak(leak, owner: str, name: str = "leak") -> None:
+    """A leak override is ``None`` or a number in [0, 1]."""
+    if leak is None:
+        return
+    if isinstance(leak, bool) or not isinstance(leak, (int, float)):
+        raise TypeError(f"{owner}: `{name}` must be None or a float in [0, 1], got {leak!r}.")
+    if not 0.0 <= leak <= 1.0:
+        raise ValueError(f"{owner}: `{name}` must lie in [0, 1], got {leak!r}.")
+
+
+def neuron_leak(neuron, override, owner: str, layer: int, dtype) -> Array:
+    r"""The leak :math:`\lambda` of a population: ``override`` if given, else its own
+    ``decay`` (clipped to [0, 1] as the neurons read it, and held constant). Shape ``()``
+    for a shared leak, ``(n,)`` for one leak per neuron."""
+    if override is not None:
+        return jnp.asarray(override, dtype)
+    decay = getattr(neuron, "decay", None)
+    if decay is None:
+        raise ValueError(
+            f"{owner}: layer {layer} ({type(neuron).__name__}) has no `decay` to take the "
+            f"trace leak from; pass `leak=` explicitly (e.g. leak=1.0 for IF)."
+        )
+    leak = jax.lax.stop_gradient(jnp.clip(jnp.asarray(decay, dtype), 0.0, 1.0))
+    return leak.reshape(()) if leak.size == 1 else leak
+
+
+def rows(leak: Array) -> Array:
+    """A leak of shape ``()`` or ``(n,)`` as a factor on ``(..., n_in)`` traces."""
+    return leak[..., None]
+
+
+class PresynapticTrace(eqx.Module):
+    r"""Traces of one layer under OTTT's assumption :math:`\partial h_t/\partial h_{t-1}
+    = \lambda`: the presynaptic trace :math:`\hat a` ``(n_in,)`` for a shared leak or
+    ``(n, n_in)`` for per-neuron leaks, the bias trace :math:`\hat r` (``()`` or ``(n,)``)
+    and one per-unit membrane eligibility ``(n,)`` per trainable neuron parameter."""
+
+    input: Float[Array, "*post n_in"]
+    bias: Float[Array, "*post"] | None
+    neuron: tuple[Array, ...]
+
+
+def init_presynaptic(linear, neuron, leak: Array, dtype) -> PresynapticTrace:
+    leaves, _, _ = neuron_params(neuron)
+    n = linear.out_features
+    return PresynapticTrace(
+        input=jnp.zeros((*leak.shape, linear.in_features), dtype),
+        bias=None if linear.bias is None else jnp.zeros(leak.shape, dtype),
+        neuron=tuple(jnp.zeros((n,), dtype) for _ in leaves),
+    )
+
+
+def check_single_state(neuron, state, owner: str, layer: int) -> None:
+    """Neuron parameters get traces only when the membrane is the one state variable."""
+    leaves, _, _ = neuron_params(neuron)
+    k = len(jtu.tree_leaves(state))
+    if leaves and k != 1:
+        raise ValueError(
+            f"{owner}: layer {layer} ({type(neuron).__name__}) has trainable parameters and "
+            f"{k} state variables; presynaptic traces assume a single leaky membrane. "
+            f"Freeze its parameters or use OSTL."
+        )
+
+
+def advance_presynaptic(trace: PresynapticTrace, leak: Array, local, x: Array):
+    r"""Advance the traces to step :math:`t` and estimate :math:`dy_t/d\nu` for every
+    neuron parameter :math:`\nu`.
+
+    .. math::
+        \hat a_t = \lambda \hat a_{t-1} + x_t, \qquad \hat r_t = \lambda \hat r_{t-1} + 1,
+        \qquad e^\nu_t = \lambda e^\nu_{t-1} + \partial h_t/\partial\nu,
+
+    .. math::
+        \frac{dy_t}{d\nu} \approx \frac{\partial y_t}{\partial\nu}
+            + \lambda \frac{\partial y_t}{\partial I_t}\, e^\nu_{t-1}.
+
+    Returns the new trace and the per-unit ``(n,)`` estimates of :math:`dy_t/d\nu`.
+    """
+    neuron_sensitivity = tuple(
+        direct + leak * local.y_input * e for direct, e in zip(local.y_param, trace.neuron)
+    )
+    new = PresynapticTrace(
+        input=rows(leak) * trace.input + x,
+        bias=None if trace.bias is None else leak * trace.bias + 1.0,
+        neuron=tuple(leak * e + h[0] for e, h in zip(trace.neuron, local.h_param)),
+    )
+    return new, neuron_sensitivity
+
+
+def factored_gradient(linear, neuron, post: Array, pre: Array, bias, neuron_terms):
+    r"""Gradients of one layer from a postsynaptic factor ``post`` ``(n,)``: weight
+    :math:`\text{post} \otimes \text{pre}` (``pre`` is ``(n_in,)`` or ``(n, n_in)``), bias
+    :math:`\text{post} \odot` ``bias`` (a trace, or ``None`` for the untraced
+    :math:`\text{post}`), neuron parameters from their per-unit ``(n,)`` terms."""
+    linear_grad = eqx.tree_at(lambda m: m.weight, trainable(linear), post[:, None] * pre)
+    if linear.bias is not None:
+        bias_grad = post if bias is None else post * bias
+        linear_grad = eqx.tree_at(lambda m: m.bias, linear_grad, bias_grad)
+    leaves, treedef, _ = neuron_params(neuron)
+    neuron_grads = [reduce_to(term, leaf.shape) for leaf, term in zip(leaves, neuron_terms)]
+    return linear_grad, jtu.tree_unflatten(treedef, neuron_grads)
+
+
+class OTTTTraces(eqx.Module):
+    layers: tuple[PresynapticTrace, ...]
+
+
+class OTTT(AbstractOnlineRule):
+    r"""OTTT (Xiao et al. 2022, "Online Training Through Time for Spiking Neural
+    Networks"): a presynaptic trace per layer and a spatial learning signal.
+
+    For each layer :math:`l` (an ``eqx.nn.Linear`` then an elementwise neuron) with leak
+    :math:`\lambda_l` (the leak of the neurons that receive the layer input :math:`x^l`):
+
+    .. math::
+        \hat a^l_t = \lambda_l \hat a^l_{t-1} + x^l_t, \qquad
+        \hat r^l_t = \lambda_l \hat r^l_{t-1} + 1,
+
+    .. math::
+        \nabla_{W^l}\ell_t = (g^l_t \odot \sigma'^l_t) \otimes \hat a^l_t, \qquad
+        \nabla_{b^l}\ell_t = (g^l_t \odot \sigma'^l_t)\, \hat r^l_t,
+
+    with :math:`\sigma'^l_t = \partial y^l_t/\partial I^l_t` (the surrogate derivative for
+    LIF) and :math:`g^l_t = \partial\ell_t/\partial y^l_t` backpropagated through the layers
+    above at the same step, :math:`g^{l-1}_t = W^{l\top}(g^l_t \odot \sigma'^l_t)`. The
+    bias is a weight on a constant input 1, so its trace is the same recursion with
+    :math:`x \equiv 1`; ``bias_trace=False`` gives it the untraced
+    :math:`g \odot \sigma'` instead, as the Slax and OTPE reference code do. Trainable
+    neuron parameters of single-state neurons get a per-unit trace under the same
+    assumption (see :func:`advance_presynaptic`).
+
+    OTTT assumes :math:`\partial h_t/\partial h_{t-1} = \lambda`, i.e. a leaky membrane
+    with a detached subtractive reset. It runs on any such network but equals BPTT for a
+    single layer, and OSTL in every layer, only with ``detach_reset=True`` (and
+    ``reset="subtract"`` or ``"none"``). The trace is ``(n_in,)`` per layer and sample
+    for a shared leak and ``(n, n_in)`` for per-neuron leaks.
+
+    **Arguments:**
+
+    - ``leak``: :math:`\lambda` for every layer; ``None`` (default) reads each layer's own
+      ``decay`` (scalar or per neuron). Neurons without ``decay`` need an explicit leak.
+    - ``bias_trace``: trace the bias (default ``True``).
+    """
+
+    leak: float | None = None
+    bias_trace: bool = eqx.field(static=True, default=True)
+
+    def __check_init__(self):
+        check_leak(self.leak, "OTTT")
+
+    def _leaks(self, pairs, dtype):
+        return [
+            neuron_leak(neuron, self.leak, "OTTT", 2 * index + 1, dtype)
+            for index, (_, neuron) in enumerate(pairs)
+        ]
+
+    def init_traces(self, model, state):
+        pairs = check_layers(model, "OTTT")
+        dtype = jtu.tree_leaves(state)[0].dtype
+        traces = []
+        for index, ((linear, neuron), leak) in enumerate(zip(pairs, self._leaks(pairs, dtype))):
+            check_single_state(neuron, state.layers[2 * index + 1], "OTTT", 2 * index + 1)
+            traces.append(init_presynaptic(linear, neuron, leak, dtype))
+        return OTTTTraces(tuple(traces))
+
+    def step(self, model, state, traces, x, label, loss):
+        pairs = check_layers(model, "OTTT")
+        leaks = self._leaks(pairs, traces.layers[0].input.dtype)
+        state, y, inputs, locals_ = forward_layers(model, pairs, state, x)
+        value, signal = jax.value_and_grad(lambda y: loss.step(y, label))(y)
+        grads = jtu.tree_map(jnp.zeros_like, trainable(model))
+        new_traces = list(traces.layers)
+        for index in reversed(range(len(pairs))):
+            linear, neuron = pairs[index]
+            local = locals_[index]
+            trace, sensitivity = advance_presynaptic(
+                traces.layers[index], leaks[index], local, inputs[index]
+            )
+            post = signal * local.y_input
+            linear_grad, neuron_grad = factored_gradient(
+                linear,
+                neuron,
+                post,
+                trace.input,
+                trace.bias if self.bias_trace else None,
+                [signal * s for s in sensitivity],
+            )
+            grads = set_layer_grads(grads, index, linear_grad, neuron_grad)
+            new_traces[index] = trace
+            signal = passback(linear, local, signal)
+        return state, OTTTTraces(tuple(new_traces)), grads, y, value
