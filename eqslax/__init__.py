@@ -18,35 +18,41 @@ from ._losses import (
 )
 from ._neurons import (
     ALIF as ALIF,
-    ALIFState as ALIFState,
+    IF as IF,
+    LI as LI,
+    LIF as LIF,
+    LTC as LTC,
+    RLIF as RLIF,
     AbstractNeuron as AbstractNeuron,
     AbstractPopulation as AbstractPopulation,
     AbstractSpikingPopulation as AbstractSpikingPopulation,
+    ALIFState as ALIFState,
     CuBaLIF as CuBaLIF,
     CuBaLIFState as CuBaLIFState,
-    IF as IF,
     Izhikevich as Izhikevich,
     IzhikevichState as IzhikevichState,
-    LI as LI,
-    LIF as LIF,
     LIFState as LIFState,
-    LTC as LTC,
     LTCState as LTCState,
-    RLIF as RLIF,
     RLIFState as RLIFState,
 )
 from ._parameters import trainable as trainable, trainable_mask as trainable_mask
 from ._rules import (
-    AbstractLearningRule as AbstractLearningRule,
-    Aux as Aux,
-    AbstractOnlineRule as AbstractOnlineRule,
     BPTT as BPTT,
     FPTT as FPTT,
+    OSTL as OSTL,
+    RTRL as RTRL,
+    STDP as STDP,
+    AbstractLearningRule as AbstractLearningRule,
+    AbstractOnlineRule as AbstractOnlineRule,
+    Aux as Aux,
+    EProp as EProp,
+    EPropState as EPropState,
+    EPropTraces as EPropTraces,
     FPTTState as FPTTState,
     FPTTStep as FPTTStep,
-    OSTL as OSTL,
     OSTLTraces as OSTLTraces,
-    RTRL as RTRL,
+    RewardSTDP as RewardSTDP,
+    RewardSTDPState as RewardSTDPState,
     RTRLTraces as RTRLTraces,
     TruncatedBPTT as TruncatedBPTT,
     train_fptt as train_fptt,
@@ -65,12 +71,17 @@ from ._surrogate import (
     StraightThrough as StraightThrough,
     Triangle as Triangle,
 )
-from ._train import OfflineStep as OfflineStep, TrainState as TrainState, train_offline as train_offline
+from ._train import (
+    OfflineStep as OfflineStep,
+    TrainState as TrainState,
+    train_offline as train_offline,
+)
 from ._train_online import (
     OnlineStep as OnlineStep,
     train_online as train_online,
     train_online_deferred as train_online_deferred,
 )
 from ._zoo import feedforward as feedforward
+from .analysis import gradient_similarity as compare_grads  # noqa: F401 (Slax name)
 
 __version__ = "0.1.0"

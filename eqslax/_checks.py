@@ -44,9 +44,7 @@ def check_float_array(x, name: str, shape: tuple[int, ...], owner: str, leading:
         hint = ""
         if x.ndim == len(expected) + 1 and tuple(x.shape[-len(shape) :]) == tuple(shape):
             hint = " It has one axis too many: a batch axis? Use jax.vmap over the batch."
-        raise ValueError(
-            f"{owner}: `{name}` must have shape {pretty}, got {tuple(x.shape)}.{hint}"
-        )
+        raise ValueError(f"{owner}: `{name}` must have shape {pretty}, got {tuple(x.shape)}.{hint}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(
             f"{owner}: `{name}` must have a floating dtype, got {x.dtype}. "

@@ -6,6 +6,8 @@ import os
 import sys
 import time
 
+from .compare._cli import add_compare
+
 _ENCODINGS = ("time", "rate", "mixed")
 
 
@@ -98,11 +100,6 @@ def main(argv=None) -> int:
     train.add_argument("--checkpoint-every", type=int, default=None)
     train.add_argument("--resume", action="store_true")
     train.set_defaults(run=_train)
-    try:
-        from ._compare_cli import add_compare
-
-        add_compare(commands, _data_arguments)
-    except ImportError:
-        pass
+    add_compare(commands, _data_arguments)
     args = parser.parse_args(argv)
     return args.run(args)

@@ -177,9 +177,7 @@ class Connect(AbstractNeuron):
             layer.init_state() if isinstance(layer, AbstractNeuron) else None
             for layer in self.layers
         )
-        delayed = {
-            i: jnp.zeros(self.shapes[i + 1], dtype) for k, i in self.edges if i >= k
-        }
+        delayed = {i: jnp.zeros(self.shapes[i + 1], dtype) for k, i in self.edges if i >= k}
         return ConnectState(layers=states, delayed=delayed)
 
     def forward(
@@ -202,8 +200,6 @@ class Connect(AbstractNeuron):
         delayed = {i: outputs[i] for i in state.delayed}
         return ConnectState(layers=tuple(states), delayed=delayed), tuple(outputs)
 
-    def __call__(
-        self, state: ConnectState, x: Float[Array, "*in"]
-    ) -> tuple[ConnectState, Array]:
+    def __call__(self, state: ConnectState, x: Float[Array, "*in"]) -> tuple[ConnectState, Array]:
         state, outputs = self.forward(state, x)
         return state, outputs[-1]

@@ -75,6 +75,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     max_steps: int | None = None,
+    on_step: Callable | None = None,
 ) -> tuple[AbstractNeuron, dict[str, list]]:
     """Train ``model`` for ``epochs`` over ``data`` with a training ``step``.
 
@@ -89,6 +90,8 @@ def fit(
       atomically. ``resume=True`` continues from it; the result is bit-identical to an
       uninterrupted run.
     - ``max_steps``: stop after that many steps in total (to test resumption).
+    - ``on_step(step, model, xs, ys)``: called before every update with the step number,
+      the current model and the batch (to record trajectories or gradient similarity).
 
     **Returns:** ``(model, history)``; ``history`` maps ``epoch``, ``step``,
     ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy`` and
@@ -96,7 +99,9 @@ def fit(
     """
     n = data.train_x.shape[0]
     if batch_size <= 0 or batch_size > n:
-        raise ValueError(f"fit: `batch_size` must be in 1..{n} (training samples), got {batch_size}.")
+        raise ValueError(
+            f"fit: `batch_size` must be in 1..{n} (training samples), got {batch_size}."
+        )
     if epochs <= 0:
         raise ValueError(f"fit: `epochs` must be positive, got {epochs}.")
     if checkpoint_every is not None and checkpoint_dir is None:
@@ -127,6 +132,8 @@ def fit(
                 return model, history
             index = order[batch * batch_size : (batch + 1) * batch_size]
             ys = data.train_y[index]
+            if on_step is not None:
+                on_step(done, model, data.train_x[index], ys)
             model, state, outputs, loss = step(model, state, data.train_x[index], ys)
             losses.append(float(loss))
             correct.append(float(accuracy(step.loss, outputs, ys)))
@@ -151,7 +158,15 @@ def fit(
     return model, history
 
 
-_COLUMNS = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "epoch_time")
+_COLUMNS = (
+    "epoch",
+    "step",
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "epoch_time",
+)
 
 
 def _mean(values):

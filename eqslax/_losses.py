@@ -43,12 +43,12 @@ class AbstractLoss(eqx.Module):
 
     @abc.abstractmethod
     def __call__(
-        self, outputs: Float[Array, "time *out"], label: Int[Array, ""], layers=None
+        self, outputs: Float[Array, "time ..."], label: Int[Array, ""], layers=None
     ) -> Float[Array, ""]:
         """The loss :math:`L` of one sample."""
 
     @abc.abstractmethod
-    def predict(self, outputs: Float[Array, "time *out"]) -> Int[Array, ""]:
+    def predict(self, outputs: Float[Array, "time ..."]) -> Int[Array, ""]:
         """The class this loss's readout assigns to one sample."""
 
 

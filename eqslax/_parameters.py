@@ -16,9 +16,7 @@ def _node_mask(node):
     if isinstance(node, AbstractSurrogate):
         return _all_false(node)  # surrogate shapes are hyperparameters, never trained
     if isinstance(node, AbstractPopulation):
-        mask = jtu.tree_map(
-            _node_mask, node, is_leaf=lambda n: n is not node and _is_special(n)
-        )
+        mask = jtu.tree_map(_node_mask, node, is_leaf=lambda n: n is not node and _is_special(n))
         for name in node.frozen:
             mask = eqx.tree_at(lambda m, name=name: getattr(m, name), mask, replace_fn=_all_false)
         return mask

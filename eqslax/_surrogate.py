@@ -129,7 +129,8 @@ class Sigmoid(AbstractSurrogate):
 
 
 class Triangle(AbstractSurrogate):
-    r"""Piecewise linear (Bellec et al. 2018, e-prop): :math:`\sigma'(x) = \gamma\max(0, 1 - |x|/w)`.
+    r"""Piecewise linear (Bellec et al. 2018, e-prop):
+    :math:`\sigma'(x) = \gamma\max(0, 1 - |x|/w)`.
 
     Peak :math:`\gamma` (e-prop's dampening factor), support :math:`|x| < w`.
 

@@ -63,9 +63,7 @@ def _online_step(step: OnlineStep, model, state: TrainState, xs, ys):
         return (params, opt_state, model_states, traces), (y, jnp.mean(value))
 
     carry = (params, state.optimizer, model_states, traces)
-    (params, opt_state, _, _), (outputs, values) = jax.lax.scan(
-        body, carry, jnp.moveaxis(xs, 1, 0)
-    )
+    (params, opt_state, _, _), (outputs, values) = jax.lax.scan(body, carry, jnp.moveaxis(xs, 1, 0))
     model = eqx.combine(params, static)
     return model, TrainState(opt_state, state.rule), jnp.moveaxis(outputs, 0, 1), jnp.mean(values)
 

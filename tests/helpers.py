@@ -23,9 +23,7 @@ def assert_tree_allclose(a, b, rtol=1e-10, atol=1e-12):
     lb = jtu.tree_leaves(eqx.filter(b, eqx.is_array))
     assert len(la) == len(lb), "different tree structures"
     for (path, x), y in zip(la, lb):
-        np.testing.assert_allclose(
-            x, y, rtol=rtol, atol=atol, err_msg=f"leaf {jtu.keystr(path)}"
-        )
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, err_msg=f"leaf {jtu.keystr(path)}")
 
 
 def random_spikes(key, shape, rate=0.3):

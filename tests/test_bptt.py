@@ -48,7 +48,11 @@ def test_bptt_checkpoint_is_the_same_gradient(problem):
 def test_truncated_bptt_with_full_window_equals_bptt(problem):
     model, xs, ys = problem
     full = eqslax.BPTT().grad(model, eqslax.PerStep(), xs, ys)
-    assert_tree_allclose(eqslax.TruncatedBPTT(window=xs.shape[1]).grad(model, eqslax.PerStep(), xs, ys), full, rtol=1e-13)
+    assert_tree_allclose(
+        eqslax.TruncatedBPTT(window=xs.shape[1]).grad(model, eqslax.PerStep(), xs, ys),
+        full,
+        rtol=1e-13,
+    )
 
 
 def test_truncated_bptt_window_one_is_instantaneous_gradient(problem):
@@ -84,7 +88,11 @@ def test_truncated_bptt_rejects_bad_window():
 
 @pytest.mark.parametrize(
     "loss",
-    [eqslax.Accumulated(reduce="sum"), eqslax.Accumulated(reduce="max"), eqslax.Accumulated(reduce="mean")],
+    [
+        eqslax.Accumulated(reduce="sum"),
+        eqslax.Accumulated(reduce="max"),
+        eqslax.Accumulated(reduce="mean"),
+    ],
 )
 def test_accumulated_losses_reduce_over_time_then_apply_fn(problem, loss):
     model, xs, ys = problem
@@ -105,11 +113,11 @@ def test_count_mse_and_rate_regulariser(problem):
     mse = eqslax.Accumulated(eqslax.CountMSE(8.0, 1.0))
     assert jnp.allclose(mse(rec.outputs, ys[0]), jnp.mean((counts - target) ** 2))
     reg = eqslax.RateRegularised(mse, eqslax.spiking_layers(model), strength=0.5, target_rate=0.1)
-    penalty = sum(
-        jnp.mean((rec.layers[i].mean(0) - 0.1) ** 2) for i in (1, 3)
-    )
+    penalty = sum(jnp.mean((rec.layers[i].mean(0) - 0.1) ** 2) for i in (1, 3))
     assert eqslax.spiking_layers(model) == (False, True, False, True)
-    assert jnp.allclose(reg(rec.outputs, ys[0], rec.layers), mse(rec.outputs, ys[0]) + 0.5 * penalty)
+    assert jnp.allclose(
+        reg(rec.outputs, ys[0], rec.layers), mse(rec.outputs, ys[0]) + 0.5 * penalty
+    )
     grads = eqslax.BPTT().grad(model, reg, xs, ys)
     assert jnp.all(jnp.isfinite(grads.layers[0].weight))
 

@@ -36,7 +36,9 @@ def test_fptt_first_segment_is_a_plain_step(problem):
     """λ = 0 and W̄ = W: the regulariser's gradient vanishes at the first segment."""
     model, xs, ys = problem
     first = xs[:, :2]
-    step = eqslax.train_fptt(model, eqslax.FPTT(segments=1, alpha=0.3), eqslax.PerStep(), optax.adam(1e-2))
+    step = eqslax.train_fptt(
+        model, eqslax.FPTT(segments=1, alpha=0.3), eqslax.PerStep(), optax.adam(1e-2)
+    )
     new, _, _, _ = step(model, step.init(model), first, ys)
     plain = eqslax.train_offline(model, eqslax.PerStep(), optax.adam(1e-2))
     expected, _, _, _ = plain(model, plain.init(model), first, ys)
@@ -56,7 +58,8 @@ def test_fptt_two_segments_follow_the_recursions_by_hand(problem, coefficient):
     wbar = params
     states = jax.vmap(lambda x: model.init_state())(xs)
     for seg in (xs[:, :4], xs[:, 4:]):
-        def seg_loss(p):
+
+        def seg_loss(p, seg=seg, states=states):
             m = eqx.combine(p, static)
 
             def one(x, c, s):
@@ -71,10 +74,12 @@ def test_fptt_two_segments_follow_the_recursions_by_hand(problem, coefficient):
             return jnp.mean(values), finals
 
         (_, finals), g = jax.value_and_grad(seg_loss, has_aux=True)(params)
-        g = jtu.tree_map(lambda g, w, wb, l: g + alpha * (w - wb) - coefficient * l, g, params, wbar, lam)
+        g = jtu.tree_map(
+            lambda g, w, wb, m: g + alpha * (w - wb) - coefficient * m, g, params, wbar, lam
+        )
         params = jtu.tree_map(lambda w, g: w - lr * g, params, g)
-        lam = jtu.tree_map(lambda l, w, wb: l - alpha * (w - wb), lam, params, wbar)
-        wbar = jtu.tree_map(lambda wb, w, l: 0.5 * (wb + w) - l / (2 * alpha), wbar, params, lam)
+        lam = jtu.tree_map(lambda m, w, wb: m - alpha * (w - wb), lam, params, wbar)
+        wbar = jtu.tree_map(lambda wb, w, m: 0.5 * (wb + w) - m / (2 * alpha), wbar, params, lam)
         states = finals
     assert_tree_allclose(new, eqx.combine(params, static))
     assert_tree_allclose(state.rule.multiplier, lam)
@@ -84,7 +89,9 @@ def test_fptt_two_segments_follow_the_recursions_by_hand(problem, coefficient):
 def test_fptt_combined_with_an_online_rule_trains(problem):
     _, xs, ys = problem
     model = eqslax.feedforward((6, 5, 3), key=jax.random.key(0), readout="li")
-    step = eqslax.train_fptt(model, eqslax.FPTT(segments=8, rule=eqslax.OSTL()), eqslax.PerStep(), optax.adam(1e-2))
+    step = eqslax.train_fptt(
+        model, eqslax.FPTT(segments=8, rule=eqslax.OSTL()), eqslax.PerStep(), optax.adam(1e-2)
+    )
     state = step.init(model)
     new, state, _, first = step(model, state, xs, ys)
     for _ in range(5):

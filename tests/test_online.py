@@ -66,7 +66,9 @@ def test_a_test_only_neuron_works_with_rtrl_and_ostl_unchanged():
     assert_tree_allclose(ostl.layers[2], bptt.layers[2])
     assert_tree_allclose(ostl.layers[3], bptt.layers[3])
     one, xs1, ys1 = problem(jax.random.key(1), (6, 3))
-    assert_tree_allclose(eqslax.OSTL().grad(one, loss, xs1, ys1), eqslax.BPTT().grad(one, loss, xs1, ys1))
+    assert_tree_allclose(
+        eqslax.OSTL().grad(one, loss, xs1, ys1), eqslax.BPTT().grad(one, loss, xs1, ys1)
+    )
 
 
 def test_deferred_online_training_equals_offline_training_with_per_step_loss():
@@ -110,7 +112,9 @@ def test_online_drivers_check_their_arguments():
         eqslax.train_online(model, eqslax.BPTT(), eqslax.PerStep(), optax.sgd(0.1))
     with pytest.raises(ValueError, match="per-step loss"):
         eqslax.train_online(model, eqslax.OSTL(), eqslax.Accumulated(), optax.sgd(0.1))
-    rlif = eqslax.Connect([eqx.nn.Linear(6, 3, key=jax.random.key(0)), eqslax.RLIF(3, key=jax.random.key(1))])
+    rlif = eqslax.Connect(
+        [eqx.nn.Linear(6, 3, key=jax.random.key(0)), eqslax.RLIF(3, key=jax.random.key(1))]
+    )
     with pytest.raises(ValueError, match="layer 1"):
         eqslax.train_online(rlif, eqslax.OSTL(), eqslax.PerStep(), optax.sgd(0.1))
 
@@ -121,5 +125,7 @@ def test_online_ostl_learns_randman():
     data = randman(jax.random.key(0), n_classes=3, samples_per_class=40, n_steps=20)
     model = eqslax.feedforward((20, 32, 3), key=jax.random.key(1), readout="li")
     step = eqslax.train_online(model, eqslax.OSTL(), eqslax.PerStep(), optax.adam(5e-3))
-    _, history = eqslax.fit(model, step, data, epochs=8, batch_size=16, key=jax.random.key(2), progress=False)
+    _, history = eqslax.fit(
+        model, step, data, epochs=8, batch_size=16, key=jax.random.key(2), progress=False
+    )
     assert history["test_accuracy"][-1] > 0.6, history

@@ -15,13 +15,19 @@ def grads(rule, model, key, n_in=6, batch=3, steps=10):
     return rule.grad(model, eqslax.PerStep(), xs, ys)
 
 
-@pytest.mark.parametrize("neuron,options", [
-    (eqslax.LIF, {}),
-    (eqslax.LIF, {"reset": "zero", "reset_decay": False}),
-    (eqslax.CuBaLIF, {"train_decay": True}),
-    (eqslax.ALIF, {"adaptation": 0.4}),
-    (eqslax.LIF, {"train_decay": True, "train_threshold": True, "decay": jnp.linspace(0.5, 0.9, 3)}),
-])
+@pytest.mark.parametrize(
+    "neuron,options",
+    [
+        (eqslax.LIF, {}),
+        (eqslax.LIF, {"reset": "zero", "reset_decay": False}),
+        (eqslax.CuBaLIF, {"train_decay": True}),
+        (eqslax.ALIF, {"adaptation": 0.4}),
+        (
+            eqslax.LIF,
+            {"train_decay": True, "train_threshold": True, "decay": jnp.linspace(0.5, 0.9, 3)},
+        ),
+    ],
+)
 def test_ostl_equals_bptt_for_a_single_layer(neuron, options):
     k = jax.random.split(jax.random.key(0), 2)
     model = feedforward(k[0], (6, 3), neuron=neuron, **options)
@@ -54,17 +60,22 @@ def test_ostl_equals_rtrl_on_one_layer_of_a_test_only_neuron():
     assert_tree_allclose(grads(eqslax.OSTL(), model, k[1]), grads(eqslax.RTRL(), model, k[1]))
 
 
-@pytest.mark.parametrize("bad,layer", [
-    ("rlif", "layer 1 (RLIF)"),
-    ("cat", "`cat` edges"),
-    ("no-linear", "layer 0"),
-])
+@pytest.mark.parametrize(
+    "bad,layer",
+    [
+        ("rlif", "layer 1 (RLIF)"),
+        ("cat", "`cat` edges"),
+        ("no-linear", "layer 0"),
+    ],
+)
 def test_ostl_names_the_layer_it_cannot_handle(bad, layer):
     k = jax.random.split(jax.random.key(4), 3)
     if bad == "rlif":
         model = eqslax.Connect([eqx.nn.Linear(6, 3, key=k[0]), eqslax.RLIF(3, key=k[1])])
     elif bad == "cat":
-        model = eqslax.Connect([eqx.nn.Linear(6, 3, key=k[0]), eqslax.LIF(3)], cat={1: [1]}, key=k[1])
+        model = eqslax.Connect(
+            [eqx.nn.Linear(6, 3, key=k[0]), eqslax.LIF(3)], cat={1: [1]}, key=k[1]
+        )
     else:
         model = eqslax.Connect([eqx.nn.Lambda(jnp.tanh), eqslax.LIF(6)], in_shape=6)
     with pytest.raises(ValueError, match=layer.replace("(", r"\(").replace(")", r"\)")):

@@ -45,7 +45,9 @@ def test_rtrl_equals_bptt_with_recurrent_and_skip_edges():
         eqslax.LIF(3, decay=0.7),
     ]
     model = eqslax.Connect(layers, cat={1: [1, 3], 2: [0]}, key=k[2])
-    model = jax.tree_util.tree_map(lambda w: w * 3 if eqx.is_inexact_array(w) and w.ndim == 2 else w, model)
+    model = jax.tree_util.tree_map(
+        lambda w: w * 3 if eqx.is_inexact_array(w) and w.ndim == 2 else w, model
+    )
     check_rtrl_equals_bptt(model, k[3], 6)
 
 
@@ -64,16 +66,29 @@ def test_rtrl_equals_bptt_multi_state_neurons(neuron):
     model = eqslax.Connect(
         [eqx.nn.Linear(6, 5, key=k[0]), neuron(5), eqx.nn.Linear(5, 3, key=k[1]), neuron(3)]
     )
-    model = eqx.tree_at(lambda m: (m.layers[0].weight, m.layers[2].weight), model,
-                        (model.layers[0].weight * 3, model.layers[2].weight * 3))
+    model = eqx.tree_at(
+        lambda m: (m.layers[0].weight, m.layers[2].weight),
+        model,
+        (model.layers[0].weight * 3, model.layers[2].weight * 3),
+    )
     check_rtrl_equals_bptt(model, k[2], 6)
 
 
 def test_rtrl_equals_bptt_rlif_and_nested_connect():
     k = jax.random.split(jax.random.key(3), 5)
     inner = eqslax.Connect([eqx.nn.Linear(5, 4, key=k[0]), eqslax.RLIF(4, key=k[1])])
-    model = eqslax.Connect([eqx.nn.Linear(6, 5, key=k[2]), eqslax.LIF(5), inner, eqx.nn.Linear(4, 3, key=k[3]), eqslax.LI(3)])
-    model = jax.tree_util.tree_map(lambda w: w * 3 if eqx.is_inexact_array(w) and w.ndim == 2 else w, model)
+    model = eqslax.Connect(
+        [
+            eqx.nn.Linear(6, 5, key=k[2]),
+            eqslax.LIF(5),
+            inner,
+            eqx.nn.Linear(4, 3, key=k[3]),
+            eqslax.LI(3),
+        ]
+    )
+    model = jax.tree_util.tree_map(
+        lambda w: w * 3 if eqx.is_inexact_array(w) and w.ndim == 2 else w, model
+    )
     check_rtrl_equals_bptt(model, k[4], 6)
 
 

@@ -9,7 +9,14 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import shape_tuple
 from .._surrogate import AbstractSurrogate
-from ._base import AbstractSpikingPopulation, as_float, check_broadcast, frozen_names, spiking_options
+from ._base import (
+    AbstractSpikingPopulation,
+    as_float,
+    check_broadcast,
+    spiking_options,
+)
+
+_DEFAULT_RHO = math.exp(-1 / 20)  # a 20-step adaptation time constant
 
 
 class ALIFState(eqx.Module):
@@ -48,7 +55,7 @@ class ALIF(AbstractSpikingPopulation):
         shape: int | Sequence[int],
         decay: float | Float[ArrayLike, "*decay"] = 0.9,
         threshold: float | Float[ArrayLike, "*threshold"] = 1.0,
-        adaptation_decay: float | Float[ArrayLike, "*rho"] = math.exp(-1 / 20),
+        adaptation_decay: float | Float[ArrayLike, "*rho"] = _DEFAULT_RHO,
         adaptation: float | Float[ArrayLike, "*beta"] = 0.5,
         *,
         surrogate: AbstractSurrogate | None = None,
@@ -64,7 +71,9 @@ class ALIF(AbstractSpikingPopulation):
         :math:`\\rho`; ``train_threshold`` trains :math:`\\vartheta` and :math:`\\beta`."""
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
-        self.decay = check_broadcast(as_float(decay, "decay", owner, 0, 1), "decay", self.shape, owner)
+        self.decay = check_broadcast(
+            as_float(decay, "decay", owner, 0, 1), "decay", self.shape, owner
+        )
         self.threshold = check_broadcast(
             as_float(threshold, "threshold", owner, 0), "threshold", self.shape, owner
         )

@@ -163,8 +163,7 @@ def check_broadcast(arr: Array, name: str, shape: tuple[int, ...], owner: str) -
         ) from None
     if jnp.broadcast_shapes(arr.shape, shape) != shape:
         raise ValueError(
-            f"{owner}: `{name}` with shape {arr.shape} would change the population "
-            f"shape {shape}."
+            f"{owner}: `{name}` with shape {arr.shape} would change the population shape {shape}."
         )
     return arr
 

@@ -8,7 +8,13 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import shape_tuple
 from .._surrogate import AbstractSurrogate
-from ._base import AbstractSpikingPopulation, as_float, check_broadcast, frozen_names, spiking_options
+from ._base import (
+    AbstractSpikingPopulation,
+    as_float,
+    check_broadcast,
+    frozen_names,
+    spiking_options,
+)
 
 
 class CuBaLIFState(eqx.Module):
@@ -59,9 +65,14 @@ class CuBaLIF(AbstractSpikingPopulation):
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
         self.synapse_decay = check_broadcast(
-            as_float(synapse_decay, "synapse_decay", owner, 0, 1), "synapse_decay", self.shape, owner
+            as_float(synapse_decay, "synapse_decay", owner, 0, 1),
+            "synapse_decay",
+            self.shape,
+            owner,
         )
-        self.decay = check_broadcast(as_float(decay, "decay", owner, 0, 1), "decay", self.shape, owner)
+        self.decay = check_broadcast(
+            as_float(decay, "decay", owner, 0, 1), "decay", self.shape, owner
+        )
         self.threshold = check_broadcast(
             as_float(threshold, "threshold", owner, 0), "threshold", self.shape, owner
         )

@@ -72,7 +72,9 @@ class LIF(AbstractSpikingPopulation):
         """
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
-        self.decay = check_broadcast(as_float(decay, "decay", owner, 0, 1), "decay", self.shape, owner)
+        self.decay = check_broadcast(
+            as_float(decay, "decay", owner, 0, 1), "decay", self.shape, owner
+        )
         self.threshold = check_broadcast(
             as_float(threshold, "threshold", owner, 0), "threshold", self.shape, owner
         )
@@ -164,7 +166,9 @@ class LI(AbstractPopulation):
         """**Arguments:** ``shape``; ``decay`` :math:`\\lambda \\in [0, 1]`; ``train_decay``."""
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
-        self.decay = check_broadcast(as_float(decay, "decay", owner, 0, 1), "decay", self.shape, owner)
+        self.decay = check_broadcast(
+            as_float(decay, "decay", owner, 0, 1), "decay", self.shape, owner
+        )
         self.frozen = frozen_names(owner, train_decay=train_decay)
 
     def init_state(self) -> LIFState:

@@ -11,7 +11,13 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .._checks import shape_tuple
 from .._surrogate import AbstractSurrogate
-from ._base import AbstractSpikingPopulation, as_float, check_broadcast, frozen_names, spiking_options
+from ._base import (
+    AbstractSpikingPopulation,
+    as_float,
+    check_broadcast,
+    frozen_names,
+    spiking_options,
+)
 
 
 class RLIFState(eqx.Module):
@@ -65,7 +71,9 @@ class RLIF(AbstractSpikingPopulation):
         bound = 1.0 / math.sqrt(n)
         w = jax.random.uniform(key, (n, n), minval=-bound, maxval=bound)
         self.recurrent_weight = w * (1.0 - jnp.eye(n, dtype=w.dtype))
-        self.decay = check_broadcast(as_float(decay, "decay", owner, 0, 1), "decay", self.shape, owner)
+        self.decay = check_broadcast(
+            as_float(decay, "decay", owner, 0, 1), "decay", self.shape, owner
+        )
         self.threshold = check_broadcast(
             as_float(threshold, "threshold", owner, 0), "threshold", self.shape, owner
         )

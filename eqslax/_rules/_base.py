@@ -33,8 +33,7 @@ def check_batch(model, loss, xs, ys, owner: str) -> None:
         )
     if not isinstance(loss, AbstractLoss):
         raise TypeError(
-            f"{owner}: `loss` must be an eqslax loss such as PerStep(), got "
-            f"{type(loss).__name__}."
+            f"{owner}: `loss` must be an eqslax loss such as PerStep(), got {type(loss).__name__}."
         )
     check_float_array(xs, "xs", model.in_shape, owner, leading="batch time")
     if not hasattr(ys, "shape") or ys.shape != xs.shape[:1]:

@@ -27,9 +27,7 @@ def _unroll(model, xs, window: int | None, checkpoint: bool, state=None):
         t, x = inputs
         if window is not None:
             cut = t % window == 0
-            state = jtu.tree_map(
-                lambda s: jnp.where(cut, jax.lax.stop_gradient(s), s), state
-            )
+            state = jtu.tree_map(lambda s: jnp.where(cut, jax.lax.stop_gradient(s), s), state)
         if isinstance(model, Connect):
             state, layers = model.forward(state, x)
         else:

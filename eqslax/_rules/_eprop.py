@@ -15,7 +15,14 @@ from .._neurons import LI, LIF, RLIF, AbstractNeuron, AbstractSpikingPopulation,
 from .._parameters import trainable
 from .._simulate import initial_state
 from ._base import Aux
-from ._layerwise import check_layers, neuron_params, neuron_step, passback, reduce_to, set_layer_grads
+from ._layerwise import (
+    check_layers,
+    neuron_params,
+    neuron_step,
+    passback,
+    reduce_to,
+    set_layer_grads,
+)
 from ._online import AbstractOnlineRule, check_per_step
 from ._ostl import LayerEligibility, advance_eligibility, init_eligibility, layer_gradient
 
@@ -147,11 +154,10 @@ def _filter(previous, current, kappa):
 def _hidden_layer(linear, neuron, view, traces: EPropLayerTraces, local, x, s_prev, signal, kappa):
     """Advance one hidden layer's traces and return its gradient :math:`L_t \\odot \\bar e_t`."""
     weight, bias, neuron_e = eligibility_trace(traces.eligibility, local, x)
-    recurrent = None
-    if traces.recurrent is not None:
-        recurrent = jnp.einsum("mi,mij->ij", local.y_state, traces.recurrent) + jnp.outer(
-            local.y_input, s_prev
-        )
+    recurrent_vectors, recurrent = None, None
+    if traces.recurrent is not None:  # the presynaptic input is z_(t-1)
+        recurrent_vectors = LayerEligibility(weight=traces.recurrent, bias=None, neuron=())
+        recurrent = eligibility_trace(recurrent_vectors, local, s_prev)[0]
     old = traces.filtered
     filtered = FilteredTraces(
         weight=kappa * old.weight + weight,
@@ -159,7 +165,9 @@ def _hidden_layer(linear, neuron, view, traces: EPropLayerTraces, local, x, s_pr
         neuron=tuple(kappa * f + e for f, e in zip(old.neuron, neuron_e)),
         recurrent=_filter(old.recurrent, recurrent, kappa),
     )
-    linear_grad = eqx.tree_at(lambda m: m.weight, trainable(linear), signal[:, None] * filtered.weight)
+    linear_grad = eqx.tree_at(
+        lambda m: m.weight, trainable(linear), signal[:, None] * filtered.weight
+    )
     if filtered.bias is not None:
         linear_grad = eqx.tree_at(lambda m: m.bias, linear_grad, signal * filtered.bias)
     leaves, treedef, _ = neuron_params(view)
@@ -179,10 +187,8 @@ def _hidden_layer(linear, neuron, view, traces: EPropLayerTraces, local, x, s_pr
     else:  # same leaves as the view; rebuilt with the neuron's own (static) structure
         neuron_grad = jtu.tree_unflatten(neuron_params(neuron)[1], jtu.tree_leaves(view_grad))
     new_recurrent = None
-    if traces.recurrent is not None:
-        new_recurrent = advance_eligibility(
-            LayerEligibility(weight=traces.recurrent, bias=None, neuron=()), local, s_prev
-        ).weight
+    if recurrent_vectors is not None:
+        new_recurrent = advance_eligibility(recurrent_vectors, local, s_prev).weight
     new = EPropLayerTraces(
         eligibility=advance_eligibility(traces.eligibility, local, x),
         recurrent=new_recurrent,
@@ -201,7 +207,7 @@ class EProp(AbstractOnlineRule):
 
     - eligibility vector :math:`\epsilon_t = \frac{\partial h_t}{\partial h_{t-1}}
       \epsilon_{t-1} + \frac{\partial h_t}{\partial W}`, with the reset's dependence on
-      the membrane neglected (reset detached). For LIF,
+      the membrane neglected by default (reset detached). For LIF,
       :math:`\epsilon_{ji,t} = \lambda\epsilon_{ji,t-1} + x_{i,t}`; for ALIF (threshold
       :math:`\vartheta + \beta a`), :math:`\epsilon^a_{t+1} = \psi_t\epsilon^v_t +
       (\rho - \psi_t\beta)\epsilon^a_t`. For an ``RLIF`` the recurrent weight's
@@ -304,7 +310,7 @@ class EProp(AbstractOnlineRule):
         dtype = jtu.tree_leaves(state)[0].dtype
         eligibility = init_eligibility(views, _eligibility_state(pairs, state), dtype)
         hidden = []
-        for (linear, neuron), (_, view), trace in zip(pairs[:-1], views[:-1], eligibility):
+        for (linear, neuron), trace in zip(pairs[:-1], eligibility):
             n, n_in = linear.out_features, linear.in_features
             rlif = isinstance(neuron, RLIF)
             zeros = jnp.zeros((n,), dtype)
@@ -353,9 +359,16 @@ class EProp(AbstractOnlineRule):
         for index in reversed(range(len(pairs) - 1)):
             (linear, neuron), (_, view) = pairs[index], views[index]
             hidden[index], linear_grad, neuron_grad = _hidden_layer(
-                linear, neuron, view, traces.hidden[index], locals_[index], inputs[index],
-                previous[index], signal, kappa,
-            )  # fmt: skip
+                linear,
+                neuron,
+                view,
+                traces.hidden[index],
+                locals_[index],
+                inputs[index],
+                previous[index],
+                signal,
+                kappa,
+            )
             grads = set_layer_grads(grads, index, linear_grad, neuron_grad)
             signal = passback(linear, locals_[index], signal)
         traces = EPropTraces(hidden=tuple(hidden), readout=readout_trace, feedback=traces.feedback)

@@ -130,7 +130,8 @@ def reduce_to(values: Array, shape: tuple[int, ...]) -> Array:
 
 
 def passback(linear: eqx.nn.Linear, local: Local, signal: Array) -> Array:
-    """Spatial backpropagation to the layer below: :math:`W^\\top(g \\odot \\partial y/\\partial I)`."""
+    """Spatial backpropagation to the layer below:
+    :math:`W^\\top(g \\odot \\partial y/\\partial I)`."""
     return linear.weight.T @ (signal * local.y_input)
 
 

@@ -28,6 +28,8 @@ class LayerEligibility(eqx.Module):
 
 
 class OSTLTraces(eqx.Module):
+    """OSTL's traces: one :class:`LayerEligibility` per (Linear, neuron) pair."""
+
     layers: tuple[LayerEligibility, ...]
 
 

@@ -160,7 +160,9 @@ class STDP(AbstractLearningRule):
         self.maximum = as_float(maximum, "maximum", owner)
         for name in ("potentiation", "depression", "pre_decay", "post_decay", "minimum", "maximum"):
             if getattr(self, name).shape != ():
-                raise ValueError(f"STDP: `{name}` must be a scalar, got shape {getattr(self, name).shape}.")
+                raise ValueError(
+                    f"STDP: `{name}` must be a scalar, got shape {getattr(self, name).shape}."
+                )
         if not isinstance(self.minimum, jax.core.Tracer) and not bool(self.minimum < self.maximum):
             raise ValueError(
                 f"STDP: `minimum` must be below `maximum`, got minimum={minimum!r}, "
@@ -269,7 +271,9 @@ class RewardSTDP(AbstractLearningRule):
         owner = "RewardSTDP"
         stdp = STDP() if stdp is None else stdp
         if not isinstance(stdp, STDP):
-            raise TypeError(f"{owner}: `stdp` must be an eqslax STDP rule, got {type(stdp).__name__}.")
+            raise TypeError(
+                f"{owner}: `stdp` must be an eqslax STDP rule, got {type(stdp).__name__}."
+            )
         if not callable(reward):
             raise TypeError(f"{owner}: `reward` must be a function (outputs, label) -> scalar.")
         self.stdp = stdp
