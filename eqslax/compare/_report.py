@@ -16,7 +16,7 @@ def _floats(values):
     return [float(v) for v in np.asarray(values).ravel()]
 
 
-def _plots(results: dict, out: str) -> dict[str, str]:
+def _plots(results: dict, out: str) -> tuple[dict[str, str], dict]:
     import matplotlib.pyplot as plt
 
     from .. import plot

@@ -58,7 +58,7 @@ def many_axes(
 
 
 def save_figure(
-    fig: Figure, path: str | os.PathLike, *, dpi: float | None = None, **options
+    fig: Figure, path: str | os.PathLike, *, dpi: float | int | None = None, **options
 ) -> None:
     """Save ``fig`` to ``path`` atomically: render to memory, write a temporary file in
     the same directory, then ``os.replace`` it into place, so ``path`` is never left
