@@ -188,9 +188,14 @@ class OTPE(AbstractOnlineRule):
 
     Memory :math:`O(k\,n_{in} n + n_{in} n)` per layer and sample.
 
-    **Arguments:** ``leak``: :math:`\lambda_{l+1}` for every estimate; ``None`` (default)
-    reads the ``decay`` of the receiving population (the mean over its neurons for a
-    hidden layer, see :func:`postsynaptic_leaks`). ``leak=0`` gives OSTL.
+    A hidden layer's :math:`\hat R^l` has one row per unit of layer :math:`l`, so it takes
+    one leak for layer :math:`l+1`: the mean of that layer's per-neuron leaks (exact only
+    when they are equal). The readout's leaks line up with the last layer's rows and are
+    used per unit.
+
+    **Arguments:** ``leak``: :math:`\lambda_{l+1}` for every estimate (not for a last layer
+    without a readout, whose leak is 0); ``None`` (default) reads the ``decay`` of the
+    receiving population. ``leak=0`` gives OSTL.
     """
 
     leak: float | None = None
@@ -226,7 +231,8 @@ class OTPE(AbstractOnlineRule):
         new_traces = list(traces.layers)
         for index in reversed(range(len(pairs))):
             linear, neuron = pairs[index]
-            trace, local, x_in, leak = traces.layers[index], locals_[index], inputs[index], leaks[index]
+            trace, local, x_in = traces.layers[index], locals_[index], inputs[index]
+            leak = leaks[index]
             now = output_sensitivity(trace.eligibility, local, x_in)
             estimate = LayerSensitivity(
                 weight=rows(leak) * trace.estimate.weight + now.weight,

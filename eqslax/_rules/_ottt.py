@@ -139,15 +139,17 @@ class OTTT(AbstractOnlineRule):
     above at the same step, :math:`g^{l-1}_t = W^{l\top}(g^l_t \odot \sigma'^l_t)`. The
     bias is a weight on a constant input 1, so its trace is the same recursion with
     :math:`x \equiv 1`; ``bias_trace=False`` gives it the untraced
-    :math:`g \odot \sigma'` instead, as the Slax and OTPE reference code do. Trainable
-    neuron parameters of single-state neurons get a per-unit trace under the same
-    assumption (see :func:`advance_presynaptic`).
+    :math:`g \odot \sigma'` instead, as the Slax and OTPE reference code do. A trainable
+    parameter :math:`\nu` of a single-state neuron gets a per-unit trace under the same
+    assumption, :math:`e^\nu_t = \lambda e^\nu_{t-1} + \partial h_t/\partial\nu` and
+    :math:`dy_t/d\nu \approx \partial y_t/\partial\nu + \lambda\sigma'_t e^\nu_{t-1}`.
 
     OTTT assumes :math:`\partial h_t/\partial h_{t-1} = \lambda`, i.e. a leaky membrane
     with a detached subtractive reset. It runs on any such network but equals BPTT for a
     single layer, and OSTL in every layer, only with ``detach_reset=True`` (and
     ``reset="subtract"`` or ``"none"``). The trace is ``(n_in,)`` per layer and sample
-    for a shared leak and ``(n, n_in)`` for per-neuron leaks.
+    for a shared leak and ``(n, n_in)`` for per-neuron leaks. The deferred ``grad`` and
+    ``update`` are the paper's OTTT_A; with :func:`eqslax.train_online` it is OTTT_O.
 
     **Arguments:**
 

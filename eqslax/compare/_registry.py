@@ -2,7 +2,17 @@
 
 from collections.abc import Callable
 
-from .._rules import BPTT, OSTL, RTRL, AbstractLearningRule, EProp, TruncatedBPTT
+from .._rules import (
+    BPTT,
+    OSTL,
+    OTPE,
+    OTTT,
+    RTRL,
+    AbstractLearningRule,
+    ApproxOTPE,
+    EProp,
+    TruncatedBPTT,
+)
 
 # name -> (factory, how it trains: "offline" or "online", a one-line description)
 RULES: dict[str, tuple[Callable[[], AbstractLearningRule], str, str]] = {
@@ -10,6 +20,9 @@ RULES: dict[str, tuple[Callable[[], AbstractLearningRule], str, str]] = {
     "tbptt1": (lambda: TruncatedBPTT(1), "offline", "BPTT truncated to one step"),
     "rtrl": (RTRL, "online", "real-time recurrent learning (exact)"),
     "ostl": (OSTL, "online", "online spatio-temporal learning (per-layer exact)"),
+    "ottt": (OTTT, "online", "online training through time (presynaptic traces)"),
+    "otpe": (OTPE, "online", "online training with postsynaptic estimates"),
+    "aotpe": (ApproxOTPE, "online", "approximate OTPE"),
     "eprop": (EProp, "online", "e-prop with symmetric feedback"),
 }
 
