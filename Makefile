@@ -17,8 +17,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m eqslax compare --out demo-out
 
+# Tests run on every core (pytest-xdist): most of their time is XLA compilation.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check eqslax tests examples benchmarks
