@@ -148,6 +148,8 @@ class OTPELayerTraces(eqx.Module):
 
 
 class OTPETraces(eqx.Module):
+    """OTPE's traces: eligibility, postsynaptic estimate and averaged derivative per layer."""
+
     layers: tuple[OTPELayerTraces, ...]
 
 
@@ -273,6 +275,8 @@ class ApproxOTPELayerTraces(eqx.Module):
 
 
 class ApproxOTPETraces(eqx.Module):
+    """Approximate OTPE's traces: two-level presynaptic traces per layer."""
+
     layers: tuple[ApproxOTPELayerTraces, ...]
 
 

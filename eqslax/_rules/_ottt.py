@@ -116,6 +116,8 @@ def factored_gradient(linear, neuron, post: Array, pre: Array, bias, neuron_term
 
 
 class OTTTTraces(eqx.Module):
+    """OTTT's traces: one presynaptic (and bias) trace per layer."""
+
     layers: tuple[PresynapticTrace, ...]
 
 

@@ -1,0 +1,184 @@
+"""eqslax -> NIR: one node per layer, one ``Linear`` node per ``cat`` projection."""
+
+import io
+import math
+import os
+
+import equinox as eqx
+import nir
+import numpy as np
+
+from .._checkpoint import atomic_write
+from .._connect import Connect
+from .._neurons import IF, LI, LIF, AbstractNeuron, CuBaLIF
+from ._conventions import resistance, time_constant
+
+SUPPORTED_LAYERS = "eqx.nn.Linear, IF, LIF, LI, CuBaLIF and nested Connect"
+
+# Keys of the node metadata that carry what NIR cannot say: the reset eqslax applies.
+RESET_KEY = "eqslax.reset"
+RESET_DECAY_KEY = "eqslax.reset_decay"
+DT_KEY = "eqslax.dt"
+
+
+def check_dt(dt, owner: str) -> float:
+    if isinstance(dt, bool) or not isinstance(dt, (int, float, np.floating)):
+        raise TypeError(f"{owner}: `dt` must be a positive float, got {dt!r}.")
+    if not (math.isfinite(dt) and dt > 0):
+        raise ValueError(f"{owner}: `dt` must be a positive finite step, got {dt!r}.")
+    return float(dt)
+
+
+def _array(value, shape) -> np.ndarray:
+    """A parameter as a writable NumPy array of the population shape (NIR types by shape)."""
+    value = np.asarray(value)
+    return np.array(np.broadcast_to(value, shape), dtype=value.dtype)
+
+
+def _decay(layer, name: str, where: str) -> np.ndarray:
+    decay = np.clip(_array(getattr(layer, name), layer.shape), 0.0, 1.0)
+    if np.any(decay >= 1.0):
+        raise ValueError(
+            f"to_nir: {where} ({type(layer).__name__}) has `{name}` = 1, which has no finite "
+            f"NIR time constant; use IF for a neuron without leak."
+        )
+    return decay
+
+
+def _reset_metadata(layer) -> dict:
+    return {RESET_KEY: layer.reset, RESET_DECAY_KEY: bool(layer.reset_decay)}
+
+
+def _neuron_node(layer, dt: float, where: str) -> nir.NIRNode:
+    shape = layer.shape
+    zeros = np.zeros(shape)
+    if isinstance(layer, IF):
+        threshold = _array(layer.threshold, shape)
+        return nir.IF(
+            r=np.full(shape, 1.0 / dt),
+            v_threshold=threshold,
+            v_reset=zeros,
+            metadata=_reset_metadata(layer),
+        )
+    decay = _decay(layer, "decay", where)
+    if isinstance(layer, LI):
+        return nir.LI(tau=time_constant(decay, dt), r=resistance(decay), v_leak=zeros)
+    threshold = _array(layer.threshold, shape)
+    if isinstance(layer, LIF):
+        return nir.LIF(
+            tau=time_constant(decay, dt),
+            r=resistance(decay),
+            v_leak=zeros,
+            v_threshold=threshold,
+            v_reset=zeros,
+            metadata=_reset_metadata(layer),
+        )
+    synapse_decay = _decay(layer, "synapse_decay", where)
+    return nir.CubaLIF(
+        tau_syn=time_constant(synapse_decay, dt),
+        tau_mem=time_constant(decay, dt),
+        r=resistance(decay),
+        v_leak=zeros,
+        v_threshold=threshold,
+        v_reset=zeros,
+        w_in=resistance(synapse_decay),
+        metadata=_reset_metadata(layer),
+    )
+
+
+def _layer_node(layer, dt: float, where: str) -> nir.NIRNode:
+    if isinstance(layer, Connect):
+        return _connect_graph(layer, dt, where, metadata={})
+    if isinstance(layer, eqx.nn.Linear):
+        if layer.in_features == "scalar" or layer.out_features == "scalar":
+            raise ValueError(
+                f"to_nir: {where} (eqx.nn.Linear) has a 'scalar' side; NIR's Linear and "
+                f"Affine map vectors to vectors. Use in_features=1 / out_features=1."
+            )
+        weight = np.asarray(layer.weight)
+        if layer.bias is None:
+            return nir.Linear(weight=np.array(weight))
+        return nir.Affine(weight=np.array(weight), bias=np.array(layer.bias))
+    if isinstance(layer, (IF, LIF, LI, CuBaLIF)):
+        return _neuron_node(layer, dt, where)
+    raise TypeError(
+        f"to_nir: {where} ({type(layer).__name__}) has no NIR node; eqslax exports "
+        f"{SUPPORTED_LAYERS}."
+    )
+
+
+def _connect_graph(model: Connect, dt: float, where: str, metadata: dict) -> nir.NIRGraph:
+    names = [f"layer{k}" for k in range(len(model.layers))]
+    nodes = {"input": nir.Input(input_type=np.array(model.in_shape))}
+    for k, layer in enumerate(model.layers):
+        nodes[names[k]] = _layer_node(layer, dt, f"{where}.layers[{k}]")
+    edges = list(zip(["input", *names], names))
+    for index, (projection, (k, i)) in enumerate(zip(model.projections, model.edges)):
+        if len(model.shapes[k]) != 1 or len(model.shapes[i + 1]) != 1:
+            raise ValueError(
+                f"to_nir: {where}.projections[{index}] (cat edge {i} -> {k}) joins populations "
+                f"of shapes {model.shapes[i + 1]} and {model.shapes[k]}; NIR needs Flatten nodes "
+                f"for that, which eqslax does not write. Use 1-D populations."
+            )
+        name = f"projection{index}"
+        nodes[name] = nir.Linear(weight=np.array(projection.weight))
+        edges += [(names[i], name), (name, names[k])]
+    nodes["output"] = nir.Output(output_type=np.array(model.out_shape))
+    edges.append((names[-1], "output"))
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
+
+
+def to_nir(model: AbstractNeuron | eqx.nn.Linear, *, dt: float = 1e-4) -> nir.NIRGraph:
+    r"""Write ``model`` as a NIR graph (checked by NIR's own type inference).
+
+    Layers become nodes ``layer0, layer1, ...`` in a chain from ``input`` to ``output``;
+    each ``cat`` projection :math:`P^{k,i}` becomes a ``Linear`` node ``projection<n>``
+    with edges ``layer<i> -> projection<n> -> layer<k>`` (a cycle when :math:`i \ge k`,
+    read back as the previous step); a nested :class:`~eqslax.Connect` becomes a
+    sub-graph. ``eqx.nn.Linear`` is ``Affine`` with a bias and ``Linear`` without.
+
+    Neurons (forward Euler with step ``dt``, see :mod:`eqslax.nir`):
+
+    - ``LIF``/``LI``: :math:`\tau = \Delta t/(1-\lambda)`, :math:`R = 1/(1-\lambda)`,
+      :math:`v_\mathrm{leak} = 0`.
+    - ``CuBaLIF``: as LIF for the membrane, :math:`\tau_\mathrm{syn} = \Delta t/(1-\alpha)`,
+      :math:`w_\mathrm{in} = 1/(1-\alpha)`.
+    - ``IF``: :math:`R = 1/\Delta t`.
+    - ``v_threshold`` is the threshold and ``v_reset = 0``. NIR resets to ``v_reset``;
+      eqslax's ``reset`` and ``reset_decay`` are kept in the node metadata
+      (``eqslax.reset``, ``eqslax.reset_decay``), which :func:`from_nir` reads and other
+      tools ignore. ``dt`` is kept in the graph metadata (``eqslax.dt``).
+
+    Parameters are written per neuron. Decays of exactly 1 (no leak) have no finite
+    :math:`\tau` and raise ``ValueError``. Gradient-only settings (surrogate,
+    ``detach_reset``, which constants train) are not part of NIR.
+
+    **Arguments:**
+
+    - ``model``: a :class:`~eqslax.Connect` or one supported layer
+      (``eqx.nn.Linear``, ``IF``, ``LIF``, ``LI``, ``CuBaLIF``).
+    - ``dt``: the time step one eqslax step stands for (default ``1e-4``, as Slax and
+      snnTorch).
+
+    **Returns:** a ``nir.NIRGraph``; write it with ``nir.write`` or :func:`save_nir`.
+    """
+    dt = check_dt(dt, "to_nir")
+    if not isinstance(model, Connect):
+        if not isinstance(model, (eqx.nn.Linear, IF, LIF, LI, CuBaLIF)):
+            raise TypeError(
+                f"to_nir: `model` ({type(model).__name__}) has no NIR node; eqslax exports "
+                f"{SUPPORTED_LAYERS}."
+            )
+        model = Connect([model])
+    return _connect_graph(model, dt, "model", metadata={DT_KEY: dt})
+
+
+def save_nir(
+    path: str | os.PathLike, model: AbstractNeuron | eqx.nn.Linear, *, dt: float = 1e-4
+) -> None:
+    """Write ``to_nir(model, dt=dt)`` to the HDF5 file ``path`` (via ``nir.write``) by way of
+    a temporary file and ``os.replace``, so that ``path`` is never left half written."""
+    graph = to_nir(model, dt=dt)
+    buffer = io.BytesIO()
+    nir.write(buffer, graph)
+    atomic_write(os.fspath(path), buffer.getvalue())
