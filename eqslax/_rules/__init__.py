@@ -9,8 +9,6 @@ from ._fptt import (
 )
 from ._online import AbstractOnlineRule as AbstractOnlineRule
 from ._ostl import OSTL as OSTL, OSTLTraces as OSTLTraces
-from ._rtrl import RTRL as RTRL, RTRLTraces as RTRLTraces
-from ._stdp import STDP as STDP, RewardSTDP as RewardSTDP, RewardSTDPState as RewardSTDPState
 from ._otpe import (
     OTPE as OTPE,
     ApproxOTPE as ApproxOTPE,
@@ -18,3 +16,5 @@ from ._otpe import (
     OTPETraces as OTPETraces,
 )
 from ._ottt import OTTT as OTTT, OTTTTraces as OTTTTraces
+from ._rtrl import RTRL as RTRL, RTRLTraces as RTRLTraces
+from ._stdp import STDP as STDP, RewardSTDP as RewardSTDP, RewardSTDPState as RewardSTDPState
