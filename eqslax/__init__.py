@@ -64,6 +64,7 @@ from ._rules import (
     train_fptt as train_fptt,
 )
 from ._simulate import Recording as Recording, record as record, simulate as simulate
+from ._step import AbstractTrainStep as AbstractTrainStep, TrainState as TrainState
 from ._surrogate import (
     AbstractSurrogate as AbstractSurrogate,
     Arctan as Arctan,
@@ -79,7 +80,6 @@ from ._surrogate import (
 )
 from ._train import (
     OfflineStep as OfflineStep,
-    TrainState as TrainState,
     train_offline as train_offline,
 )
 from ._train_online import (

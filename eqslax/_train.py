@@ -2,52 +2,25 @@
 
 import equinox as eqx
 import optax
-from jaxtyping import Array, Float, Int, PyTree
 
 from ._losses import AbstractLoss
 from ._neurons import AbstractNeuron
 from ._parameters import trainable
 from ._rules import BPTT, AbstractLearningRule
-from ._rules._base import check_batch
+from ._step import AbstractTrainStep, TrainState, check_optimizer
 
 
-class TrainState(eqx.Module):
-    """What a training step carries besides the model: the optimiser's state and the
-    learning rule's state."""
-
-    optimizer: PyTree
-    rule: PyTree
-
-
-def check_optimizer(optimizer, owner: str) -> None:
-    if not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(
-            f"{owner}: `optimizer` must be an optax GradientTransformation such as "
-            f"optax.adam(1e-3), got {type(optimizer).__name__}."
-        )
-
-
-class OfflineStep(eqx.Module):
-    """A training step ``(model, state, xs, ys) -> (model, state, outputs, loss)``.
-
-    Built by :func:`train_offline`; ``init(model)`` makes the first ``state``.
-    """
+class OfflineStep(AbstractTrainStep):
+    """One optimiser step per batch on the rule's batch gradient; see :func:`train_offline`."""
 
     loss: AbstractLoss
     optimizer: optax.GradientTransformation
     rule: AbstractLearningRule
 
-    def init(self, model: AbstractNeuron) -> TrainState:
-        return TrainState(self.optimizer.init(trainable(model)), self.rule.init(model))
+    def init_rule(self, model):
+        return self.rule.init(model)
 
-    def __call__(
-        self,
-        model: AbstractNeuron,
-        state: TrainState,
-        xs: Float[Array, "batch time *in"],
-        ys: Int[Array, " batch"],
-    ) -> tuple[AbstractNeuron, TrainState, Array, Array]:
-        check_batch(model, self.loss, xs, ys, "train step")
+    def run(self, model, state, xs, ys):
         return _offline_step(self, model, state, xs, ys)
 
 

@@ -5,18 +5,17 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import optax
-from jaxtyping import Array, Float, Int
 
 from ._losses import AbstractLoss
 from ._neurons import AbstractNeuron
 from ._parameters import trainable_mask
-from ._rules._base import check_batch
 from ._rules._online import AbstractOnlineRule, check_per_step
 from ._simulate import check_model
-from ._train import OfflineStep, TrainState, check_optimizer
+from ._step import AbstractTrainStep, TrainState, check_optimizer
+from ._train import OfflineStep
 
 
-class OnlineStep(eqx.Module):
+class OnlineStep(AbstractTrainStep):
     r"""A training step that updates the parameters after every time step.
 
     At step :math:`t` each sample advances its model state and the rule's traces, the
@@ -30,18 +29,10 @@ class OnlineStep(eqx.Module):
     optimizer: optax.GradientTransformation
     rule: AbstractOnlineRule
 
-    def init(self, model: AbstractNeuron) -> TrainState:
-        params = eqx.filter(model, trainable_mask(model))
-        return TrainState(self.optimizer.init(params), self.rule.init(model))
+    def init_rule(self, model):
+        return self.rule.init(model)
 
-    def __call__(
-        self,
-        model: AbstractNeuron,
-        state: TrainState,
-        xs: Float[Array, "batch time *in"],
-        ys: Int[Array, " batch"],
-    ) -> tuple[AbstractNeuron, TrainState, Array, Array]:
-        check_batch(model, self.loss, xs, ys, "online train step")
+    def run(self, model, state, xs, ys):
         return _online_step(self, model, state, xs, ys)
 
 

@@ -5,13 +5,13 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import optax
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import PyTree
 
 from .._losses import AbstractLoss
 from .._neurons import AbstractNeuron
 from .._parameters import trainable_mask
 from .._simulate import check_model, initial_state
-from ._base import check_batch
+from .._step import AbstractTrainStep, TrainState, check_optimizer
 from ._bptt import segment_loss
 from ._online import AbstractOnlineRule, check_per_step
 
@@ -95,7 +95,7 @@ class FPTT(eqx.Module):
         return FPTTState(multiplier=multiplier, average=average)
 
 
-class FPTTStep(eqx.Module):
+class FPTTStep(AbstractTrainStep):
     """A training step ``(model, state, xs, ys) -> (model, state, outputs, loss)`` that
     takes one FPTT update per segment. Built by :func:`train_fptt`."""
 
@@ -103,26 +103,18 @@ class FPTTStep(eqx.Module):
     loss: AbstractLoss
     optimizer: optax.GradientTransformation
 
-    def init(self, model: AbstractNeuron):
-        from .._train import TrainState
+    def init_rule(self, model):
+        return self.fptt.init(model)
 
-        params = eqx.filter(model, trainable_mask(model))
-        return TrainState(self.optimizer.init(params), self.fptt.init(model))
+    def run(self, model, state, xs, ys):
+        return _fptt_step(self, model, state, xs, ys)
 
-    def __call__(
-        self,
-        model: AbstractNeuron,
-        state,
-        xs: Float[Array, "batch time *in"],
-        ys: Int[Array, " batch"],
-    ):
-        check_batch(model, self.loss, xs, ys, "FPTT step")
+    def check(self, xs):
         if xs.shape[1] % self.fptt.segments:
             raise ValueError(
                 f"FPTT: the sequence length {xs.shape[1]} must be a multiple of `segments` "
                 f"= {self.fptt.segments}."
             )
-        return _fptt_step(self, model, state, xs, ys)
 
 
 def _segment_gradient(fptt, loss, model, params, static, carry_states, traces, xs, ys):
@@ -154,8 +146,6 @@ def _segment_gradient(fptt, loss, model, params, static, carry_states, traces, x
 
 @eqx.filter_jit
 def _fptt_step(step: FPTTStep, model, state, xs, ys):
-    from .._train import TrainState
-
     fptt, loss = step.fptt, step.loss
     params, static = eqx.partition(model, trainable_mask(model))
     memory = fptt.init(model) if fptt.reset_each_batch else state.rule
@@ -195,8 +185,6 @@ def train_fptt(
     optimizer: optax.GradientTransformation,
 ) -> FPTTStep:
     """A jitted FPTT training step with the usual signature; see :class:`FPTT`."""
-    from .._train import check_optimizer
-
     check_model(model, "train_fptt")
     check_optimizer(optimizer, "train_fptt")
     if not isinstance(fptt, FPTT):

@@ -1,0 +1,62 @@
+"""Training steps: the shared shape of every driver's jitted step."""
+
+import abc
+
+import equinox as eqx
+import optax
+from jaxtyping import Array, Float, Int, PyTree
+
+from ._losses import AbstractLoss
+from ._neurons import AbstractNeuron
+from ._parameters import trainable
+from ._rules._base import check_batch
+
+
+class TrainState(eqx.Module):
+    """What a training step carries besides the model: the optimiser's state and the
+    learning rule's state."""
+
+    optimizer: PyTree
+    rule: PyTree
+
+
+def check_optimizer(optimizer, owner: str) -> None:
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            f"{owner}: `optimizer` must be an optax GradientTransformation such as "
+            f"optax.adam(1e-3), got {type(optimizer).__name__}."
+        )
+
+
+class AbstractTrainStep(eqx.Module):
+    """A jitted training step ``(model, state, xs, ys) -> (model, state, outputs, loss)``
+    with ``xs`` (batch, time, *in) and ``ys`` (batch,); ``init(model)`` makes the first
+    ``state`` (a :class:`TrainState`). Concrete steps say how one batch is learned."""
+
+    loss: eqx.AbstractVar[AbstractLoss]
+    optimizer: eqx.AbstractVar[optax.GradientTransformation]
+
+    @abc.abstractmethod
+    def init_rule(self, model: AbstractNeuron) -> PyTree:
+        """The learning rule's state before the first batch."""
+
+    @abc.abstractmethod
+    def run(self, model, state: TrainState, xs, ys):
+        """The jitted work of one call, after the arguments were checked."""
+
+    def check(self, xs) -> None:
+        """Extra checks of a batch, before any work (none by default)."""
+
+    def init(self, model: AbstractNeuron) -> TrainState:
+        return TrainState(self.optimizer.init(trainable(model)), self.init_rule(model))
+
+    def __call__(
+        self,
+        model: AbstractNeuron,
+        state: TrainState,
+        xs: Float[Array, "batch time *in"],
+        ys: Int[Array, " batch"],
+    ) -> tuple[AbstractNeuron, TrainState, Array, Array]:
+        check_batch(model, self.loss, xs, ys, type(self).__name__)
+        self.check(xs)
+        return self.run(model, state, xs, ys)
