@@ -88,6 +88,23 @@ def _table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _neurobench_table(results: dict) -> str:
+    lines = [
+        "| rule | accuracy | activation sparsity | effective ACs | effective MACs | dense ops "
+        "| membrane updates |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, run in results["runs"].items():
+        m = run["neurobench"]
+        ops = m["SynapticOperations"]
+        lines.append(
+            f"| {name} | {m['ClassificationAccuracy']:.3f} | {m['ActivationSparsity']:.3f} | "
+            f"{ops['Effective_ACs']:.1f} | {ops['Effective_MACs']:.1f} | {ops['Dense']:.1f} | "
+            f"{m['MembraneUpdates']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def write_report(results: dict, out: str) -> str:
     """Write every plot, ``report.md`` and ``results.json`` into ``out``; return the
     report's path."""
@@ -105,6 +122,7 @@ def write_report(results: dict, out: str) -> str:
                 "train_time_s": run["train_time_s"],
                 "time_per_epoch_s": run["time_per_epoch_s"],
                 "peak_memory_bytes": run["peak_memory_bytes"],
+                "neurobench": run["neurobench"],
                 "history": run["history"],
                 "similarity_steps": run["similarity_steps"],
                 "similarity_curves": run["similarity_curves"],
@@ -135,6 +153,10 @@ initial parameters on the first training batch; peak memory is XLA's estimate fo
 compiled training step (arguments plus temporaries).
 
 {_table(results)}
+
+NeuroBench metrics of each trained model on the test split (per sample):
+
+{_neurobench_table(results)}
 
 Loss landscape: PCA plane of all trajectories around `{config.rules[0]}`'s final model,
 explained variance {", ".join(f"{v:.3f}" for v in _floats(land["explained_variance"]))}.

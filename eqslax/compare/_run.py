@@ -90,7 +90,10 @@ def _train_one(name, model, data, loss, config, key, progress):
     )
     elapsed = time.perf_counter() - start
     trajectory.append(analysis.flatten_params(trained))
+    from ..neurobench import neurobench_metrics
+
     return {
+        "neurobench": neurobench_metrics(trained, data.test_x, data.test_y),
         "mode": mode,
         "model": trained,
         "history": history,
