@@ -508,6 +508,7 @@ BAD_ARGUMENTS = [
     (lambda: eqslax.LIF(3, decay=1.5), "decay"),
     (lambda: eqslax.LIF(3, decay=-0.1), "decay"),
     (lambda: eqslax.LIF(3, threshold=-1.0), "threshold"),
+    (lambda: eqslax.LIF(3, threshold=0.0), "threshold"),
     (lambda: eqslax.LIF(3, reset="hard"), "reset"),
     (lambda: eqslax.LIF(3, decay=np.array([0.5, 0.9])), "decay"),
     (lambda: eqslax.IF(3, threshold=-1.0), "threshold"),

@@ -11,8 +11,7 @@ from .._checks import shape_tuple
 from .._surrogate import AbstractSurrogate
 from ._base import (
     AbstractSpikingPopulation,
-    as_float,
-    check_broadcast,
+    population_parameter,
     spiking_options,
 )
 
@@ -71,21 +70,12 @@ class ALIF(AbstractSpikingPopulation):
         :math:`\\rho`; ``train_threshold`` trains :math:`\\vartheta` and :math:`\\beta`."""
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
-        self.decay = check_broadcast(
-            as_float(decay, "decay", owner, 0, 1), "decay", self.shape, owner
+        self.decay = population_parameter(decay, "decay", self.shape, owner, 0, 1)
+        self.threshold = population_parameter(threshold, "threshold", self.shape, owner, 0)
+        self.adaptation_decay = population_parameter(
+            adaptation_decay, "adaptation_decay", self.shape, owner, 0, 1
         )
-        self.threshold = check_broadcast(
-            as_float(threshold, "threshold", owner, 0), "threshold", self.shape, owner
-        )
-        self.adaptation_decay = check_broadcast(
-            as_float(adaptation_decay, "adaptation_decay", owner, 0, 1),
-            "adaptation_decay",
-            self.shape,
-            owner,
-        )
-        self.adaptation = check_broadcast(
-            as_float(adaptation, "adaptation", owner, 0), "adaptation", self.shape, owner
-        )
+        self.adaptation = population_parameter(adaptation, "adaptation", self.shape, owner, 0)
         self.reset, self.detach_reset, self.reset_decay, self.surrogate = spiking_options(
             owner, reset, detach_reset, reset_decay, surrogate
         )

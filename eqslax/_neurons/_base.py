@@ -152,6 +152,20 @@ def as_float(value: ArrayLike, name: str, owner: str, low=None, high=None) -> Ar
     return arr
 
 
+def population_parameter(
+    value: ArrayLike, name: str, shape: tuple[int, ...], owner: str, low=None, high=None
+) -> Array:
+    """A float parameter, scalar or per unit, checked for range and shape.
+
+    ``name == "threshold"`` must be strictly positive: a threshold of 0 would make the
+    resting state (``v = 0``) fire, since :math:`H(0) = 1`.
+    """
+    arr = check_broadcast(as_float(value, name, owner, low, high), name, shape, owner)
+    if name == "threshold" and not isinstance(arr, jax.core.Tracer) and bool(jnp.any(arr <= 0)):
+        raise ValueError(f"{owner}: `threshold` must be > 0, got {value!r}.")
+    return arr
+
+
 def check_broadcast(arr: Array, name: str, shape: tuple[int, ...], owner: str) -> Array:
     """A parameter must be a scalar or broadcast to the population shape."""
     try:

@@ -10,9 +10,8 @@ from .._checks import shape_tuple
 from .._surrogate import AbstractSurrogate
 from ._base import (
     AbstractSpikingPopulation,
-    as_float,
-    check_broadcast,
     frozen_names,
+    population_parameter,
     spiking_options,
 )
 
@@ -64,18 +63,11 @@ class CuBaLIF(AbstractSpikingPopulation):
         (default 0.8), trained together with ``decay`` when ``train_decay``."""
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
-        self.synapse_decay = check_broadcast(
-            as_float(synapse_decay, "synapse_decay", owner, 0, 1),
-            "synapse_decay",
-            self.shape,
-            owner,
+        self.synapse_decay = population_parameter(
+            synapse_decay, "synapse_decay", self.shape, owner, 0, 1
         )
-        self.decay = check_broadcast(
-            as_float(decay, "decay", owner, 0, 1), "decay", self.shape, owner
-        )
-        self.threshold = check_broadcast(
-            as_float(threshold, "threshold", owner, 0), "threshold", self.shape, owner
-        )
+        self.decay = population_parameter(decay, "decay", self.shape, owner, 0, 1)
+        self.threshold = population_parameter(threshold, "threshold", self.shape, owner, 0)
         self.reset, self.detach_reset, self.reset_decay, self.surrogate = spiking_options(
             owner, reset, detach_reset, reset_decay, surrogate
         )

@@ -9,7 +9,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import shape_tuple
 from .._surrogate import AbstractSurrogate, FastSigmoid
-from ._base import AbstractPopulation, as_float, check_broadcast
+from ._base import AbstractPopulation, as_float, population_parameter
 
 
 class IzhikevichState(eqx.Module):
@@ -91,10 +91,10 @@ class Izhikevich(AbstractPopulation):
         """
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
-        self.a = check_broadcast(as_float(a, "a", owner, 0), "a", self.shape, owner)
-        self.b = check_broadcast(as_float(b, "b", owner), "b", self.shape, owner)
-        self.c = check_broadcast(as_float(c, "c", owner), "c", self.shape, owner)
-        self.d = check_broadcast(as_float(d, "d", owner), "d", self.shape, owner)
+        self.a = population_parameter(a, "a", self.shape, owner, 0)
+        self.b = population_parameter(b, "b", self.shape, owner)
+        self.c = population_parameter(c, "c", self.shape, owner)
+        self.d = population_parameter(d, "d", self.shape, owner)
         self.dt = _positive_scalar(dt, "dt", owner)
         self.v_peak = _scalar(v_peak, "v_peak", owner)
         self.v_scale = _positive_scalar(v_scale, "v_scale", owner)

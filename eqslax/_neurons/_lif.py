@@ -11,9 +11,8 @@ from .._surrogate import AbstractSurrogate
 from ._base import (
     AbstractPopulation,
     AbstractSpikingPopulation,
-    as_float,
-    check_broadcast,
     frozen_names,
+    population_parameter,
     spiking_options,
 )
 
@@ -72,12 +71,8 @@ class LIF(AbstractSpikingPopulation):
         """
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
-        self.decay = check_broadcast(
-            as_float(decay, "decay", owner, 0, 1), "decay", self.shape, owner
-        )
-        self.threshold = check_broadcast(
-            as_float(threshold, "threshold", owner, 0), "threshold", self.shape, owner
-        )
+        self.decay = population_parameter(decay, "decay", self.shape, owner, 0, 1)
+        self.threshold = population_parameter(threshold, "threshold", self.shape, owner, 0)
         self.reset, self.detach_reset, self.reset_decay, self.surrogate = spiking_options(
             owner, reset, detach_reset, reset_decay, surrogate
         )
@@ -125,9 +120,7 @@ class IF(AbstractSpikingPopulation):
         """**Arguments:** as :class:`LIF`, without ``decay``."""
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
-        self.threshold = check_broadcast(
-            as_float(threshold, "threshold", owner, 0), "threshold", self.shape, owner
-        )
+        self.threshold = population_parameter(threshold, "threshold", self.shape, owner, 0)
         self.reset, self.detach_reset, self.reset_decay, self.surrogate = spiking_options(
             owner, reset, detach_reset, reset_decay, surrogate
         )
@@ -166,9 +159,7 @@ class LI(AbstractPopulation):
         """**Arguments:** ``shape``; ``decay`` :math:`\\lambda \\in [0, 1]`; ``train_decay``."""
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
-        self.decay = check_broadcast(
-            as_float(decay, "decay", owner, 0, 1), "decay", self.shape, owner
-        )
+        self.decay = population_parameter(decay, "decay", self.shape, owner, 0, 1)
         self.frozen = frozen_names(owner, train_decay=train_decay)
 
     def init_state(self) -> LIFState:

@@ -13,9 +13,8 @@ from .._checks import shape_tuple
 from .._surrogate import AbstractSurrogate, MultiGaussian
 from ._base import (
     AbstractSpikingPopulation,
-    as_float,
-    check_broadcast,
     frozen_names,
+    population_parameter,
     spiking_options,
 )
 
@@ -135,12 +134,8 @@ class LTC(AbstractSpikingPopulation):
         self.input_adaptation_weight = uniform(keys[2])
         self.adaptation_weight = uniform(keys[3])
         self.adaptation_bias = jnp.zeros(n, jnp.result_type(float))
-        self.threshold = check_broadcast(
-            as_float(threshold, "threshold", owner, 0), "threshold", self.shape, owner
-        )
-        self.adaptation = check_broadcast(
-            as_float(adaptation, "adaptation", owner, 0), "adaptation", self.shape, owner
-        )
+        self.threshold = population_parameter(threshold, "threshold", self.shape, owner, 0)
+        self.adaptation = population_parameter(adaptation, "adaptation", self.shape, owner, 0)
         if surrogate is None:
             surrogate = MultiGaussian()
         self.reset, self.detach_reset, _, self.surrogate = spiking_options(

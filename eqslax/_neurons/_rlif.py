@@ -13,9 +13,8 @@ from .._checks import shape_tuple
 from .._surrogate import AbstractSurrogate
 from ._base import (
     AbstractSpikingPopulation,
-    as_float,
-    check_broadcast,
     frozen_names,
+    population_parameter,
     spiking_options,
 )
 
@@ -71,12 +70,8 @@ class RLIF(AbstractSpikingPopulation):
         bound = 1.0 / math.sqrt(n)
         w = jax.random.uniform(key, (n, n), minval=-bound, maxval=bound)
         self.recurrent_weight = w * (1.0 - jnp.eye(n, dtype=w.dtype))
-        self.decay = check_broadcast(
-            as_float(decay, "decay", owner, 0, 1), "decay", self.shape, owner
-        )
-        self.threshold = check_broadcast(
-            as_float(threshold, "threshold", owner, 0), "threshold", self.shape, owner
-        )
+        self.decay = population_parameter(decay, "decay", self.shape, owner, 0, 1)
+        self.threshold = population_parameter(threshold, "threshold", self.shape, owner, 0)
         self.reset, self.detach_reset, self.reset_decay, self.surrogate = spiking_options(
             owner, reset, detach_reset, reset_decay, surrogate
         )
