@@ -10,13 +10,13 @@ def add_compare(commands, data_arguments) -> None:
         "compare", help="train the same model with several rules and write a report"
     )
     data_arguments(parser)
-    parser.set_defaults(hidden=32, epochs=4, samples=100, lr=1e-2, out="runs/compare")
+    parser.set_defaults(hidden=32, epochs=8, samples=100, lr=1e-2, out="runs/compare")
     parser.add_argument(
         "--rules",
         default="bptt,rtrl,ostl,eprop",
         help=f"comma-separated, from: {', '.join(sorted(RULES))}",
     )
-    parser.add_argument("--online-lr", type=float, default=1e-3)
+    parser.add_argument("--online-lr", type=float, default=2e-3)
     parser.add_argument("--grid", type=int, default=15, help="landscape grid points per axis")
     parser.set_defaults(run=run)
 

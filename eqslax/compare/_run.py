@@ -33,10 +33,10 @@ class CompareConfig:
     steps: int = 50
     samples: int = 100
     hidden: int = 32
-    epochs: int = 4
+    epochs: int = 8
     batch_size: int = 32
     lr: float = 1e-2
-    online_lr: float = 1e-3
+    online_lr: float = 2e-3
     seed: int = 0
     similarity_every: int = 10
     trajectory_every: int = 10
