@@ -1,5 +1,5 @@
 """Loss landscapes (Li et al. 2018), trajectory PCA and gradient comparison, each against
-its definition computed independently here (reference/algorithms.md §2.11 and §3)."""
+its definition computed independently here."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""``eqslax.neurobench``: NeuroBench's golden values (algorithms.md §4.3), a network counted
+"""``eqslax.neurobench``: NeuroBench's golden values, a network counted
 by hand, graphs with ``cat`` edges and nesting, Randman end to end, Mackey-Glass and SHD.
 
 Runtime: about 26 s of CPU time, 28-36 s wall on 2 shared CPU cores (mostly XLA compiling one
@@ -43,7 +43,7 @@ def _sequential(sizes, key, dtype):
     return eqslax.Connect(layers)
 
 
-# --- golden values of NeuroBench's own tests (algorithms.md §4.3) -------------------------
+# --- golden values of NeuroBench's own tests -------------------------
 
 
 def test_golden_snn_synaptic_operations_and_membrane_updates():

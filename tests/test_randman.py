@@ -1,4 +1,4 @@
-"""Randman datasets (Zenke & Vogels 2021; reference/algorithms.md §1.1-1.5)."""
+"""Randman datasets (Zenke & Vogels 2021)."""
 
 import equinox as eqx
 import jax

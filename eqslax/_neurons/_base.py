@@ -75,7 +75,7 @@ class AbstractPopulation(AbstractNeuron):
 
 
 class AbstractSpikingPopulation(AbstractPopulation):
-    r"""Shared firing and reset of spiking populations (``../algorithms`` §0.2).
+    r"""Shared firing and reset of spiking populations.
 
     With pre-spike membrane :math:`v_t` and threshold :math:`\vartheta`:
 

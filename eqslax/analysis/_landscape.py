@@ -1,6 +1,6 @@
 r"""Loss landscapes: the loss along one or two directions in parameter space
 (Li, Xu, Taylor, Studer & Goldstein 2018, "Visualizing the Loss Landscape of Neural
-Nets"; ``../algorithms`` §3).
+Nets").
 
 .. math::
     f(\alpha) = L(\theta^* + \alpha\,\delta), \qquad

@@ -1,5 +1,5 @@
 r"""Training trajectories in the plane of their two principal components
-(Li et al. 2018, §7; ``../algorithms`` §3).
+(Li et al. 2018, §7).
 
 For checkpoints :math:`\theta_i` of one or several trajectories and a reference end
 point :math:`\theta_n`, the rows of :math:`M` are :math:`\theta_i - \theta_n`. The two

@@ -1,5 +1,5 @@
 r"""How alike two gradients are: cosine similarity and norm ratio, per parameter, per
-layer and over the whole model (``../algorithms`` §2.11).
+layer and over the whole model.
 
 For flattened gradients :math:`a, b`:
 

@@ -1,0 +1,118 @@
+"""The benchmark scripts run end to end in a tiny configuration (no timing assertions).
+
+Runtime: about 20 s on 2 lightly loaded CPU cores, most of it the memory script's four
+child processes, each importing JAX and compiling.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import bptt_speed, memory
+
+
+def _written(folder, name):
+    path = os.path.join(folder, name)
+    assert os.path.isfile(path) and os.path.getsize(path) > 0, path
+    return path
+
+
+def test_bptt_speed_runs_and_agrees_with_the_hand_scan(tmp_path):
+    out = str(tmp_path / "speed")
+    argv = ["--sizes", "8", "--steps", "5", "--batch", "2", "--repeats", "1", "--out", out]
+    results = bptt_speed.main(argv)
+    with open(_written(out, "results.json")) as file:
+        saved = json.load(file)
+    _written(out, "bptt_speed.png")
+    assert saved["agreement_passed"] and results["agreement_passed"]
+    (row,) = saved["rows"]
+    assert row["size"] == 8
+    assert row["agreement"]["spike_max_abs_diff"] == 0.0
+    assert row["agreement"]["output_rate"] > 0  # the check compared actual spikes
+    for key in ("eqslax_s", "train_step_s", "hand_s", "matmul_s", "compile_s"):
+        assert row[key] >= 0
+    assert set(row["peers"]) == set(bptt_speed.PEERS)
+    assert not os.path.exists(os.path.join(out, "results.json.tmp"))
+
+
+def test_hand_scan_follows_the_lif_equations():
+    """One LIF unit, one block, written out: v = λu + I; s = H(v - ϑ); u = v - ϑs."""
+    weight, bias = jnp.array([[2.0]]), jnp.array([0.0])
+    xs = jnp.array([[[0.3], [0.3], [0.3], [0.0]]])  # (batch, time, in)
+    constants = bptt_speed.LIFConstants(decay=0.5, threshold=1.0, slope=25.0)
+    spikes = bptt_speed.hand_spikes(((weight, bias),), xs, constants)[:, 0, 0]
+    # v: 0.6 -> 0.9 -> 1.05 (spike, u = 0.05) -> 0.025
+    assert spikes.tolist() == [0.0, 0.0, 1.0, 0.0]
+    grad = jax.grad(lambda x: bptt_speed.heaviside(x, 25.0))(jnp.asarray(0.1))
+    assert grad == pytest.approx(1.0 / (1.0 + 25.0 * 0.1) ** 2)
+
+
+def test_peer_hook_checks_spikes_before_timing(monkeypatch):
+    """Missing peers are reported, a peer is timed only if its spikes match eqslax's,
+    and a peer that raises does not stop the run. Stand-in modules play the peers."""
+    model = bptt_speed.build_model(8, jax.random.key(0))
+    xs = bptt_speed.spike_input(jax.random.key(1), 2, 25, 8, jnp.float64)
+
+    def spikes(xs):
+        return np.asarray(bptt_speed.eqslax_forward(model, jnp.asarray(xs)))
+
+    def agrees(model):
+        return bptt_speed.Peer(model, 0, spikes, lambda xs: lambda: spikes(xs))
+
+    def flipped(model):
+        return bptt_speed.Peer(model, 0, lambda xs: 1.0 - spikes(xs), lambda xs: None)
+
+    def raises(model):
+        raise RuntimeError("API drift")
+
+    peers = {"json": agrees, "math": flipped, "string": raises, "no_such_peer_module": agrees}
+    monkeypatch.setattr(bptt_speed, "PEERS", peers)
+    report = bptt_speed.run_peers(model, xs, repeats=1)
+    assert report["json"]["status"] == "ok" and report["json"]["spike_mismatch"] == 0.0
+    assert report["json"]["median_s"] > 0
+    assert report["math"] == {"status": "disagrees", "spike_mismatch": 1.0}
+    assert report["string"]["status"] == "failed: RuntimeError: API drift"
+    assert report["no_such_peer_module"] == {"status": "not installed"}
+
+
+def test_memory_runs_and_online_memory_does_not_grow(tmp_path):
+    out = str(tmp_path / "memory")
+    argv = [
+        "--lengths",
+        "10,20",
+        "--rules",
+        "bptt,ostl",
+        "--repeats",
+        "1",
+        "--jobs",
+        "2",
+        "--out",
+        out,
+    ]
+    memory.main(argv)
+    with open(_written(out, "results.json")) as file:
+        saved = json.load(file)
+    _written(out, "memory.png")
+    assert all("error" not in row for row in saved["rows"]), saved["rows"]
+    assert [(r["rule"], r["length"]) for r in saved["rows"]] == [
+        ("bptt", 10), ("bptt", 20), ("ostl", 10), ("ostl", 20),
+    ]  # fmt: skip
+    ratio = {s["rule"]: s["rule_temp_ratio"] for s in saved["summary"]}
+    # BPTT stores every step: twice the steps, clearly more working memory.
+    assert ratio["bptt"] > 1.3
+    # OSTL carries traces of a fixed size.
+    assert ratio["ostl"] < 1.2
+
+
+def test_rule_registry_and_argument_checks():
+    assert {"bptt", "bptt_checkpoint", "ostl", "rtrl"} <= {
+        name for name, entry in memory.RULES.items() if entry.available()
+    }
+    with pytest.raises(ValueError, match="--rules"):
+        memory.parse_args(["--rules", "bptt,nonsense"])
+    with pytest.raises(ValueError, match="--sizes"):
+        bptt_speed.parse_args(["--sizes", "8,x"])
