@@ -1,7 +1,7 @@
 """snnTorch -> NIR -> eqslax: a graph written by ``snntorch.export_to_nir`` reproduces
 snnTorch's spikes on the same input.
 
-Runs only where snnTorch and torch are installed (both optional peers of the test suite).
+Runs only where snnTorch, torch and nirtorch are installed (optional peers of the test suite).
 snnTorch's ``Leaky`` (default ``reset_mechanism="subtract"``, delayed reset) is eqslax's
 ``LIF(reset="subtract", reset_decay=False)``, which ``convention="snntorch"`` selects; its
 exporter writes ``tau = dt / (1 - beta)``, ``r = tau / dt`` with ``dt = 1e-4``.
@@ -10,13 +10,16 @@ exporter writes ``tau = dt / (1 - beta)``, ``r = tau / dt`` with ``dt = 1e-4``.
 import inspect
 import warnings
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 snntorch = pytest.importorskip("snntorch")
 torch = pytest.importorskip("torch")
+pytest.importorskip("nirtorch")  # snntorch.export_nir imports it
 
 import nir  # noqa: E402
+from snntorch import utils as snn_utils  # noqa: E402  (``import snntorch`` does not load it)
 from snntorch.export_nir import export_to_nir  # noqa: E402
 
 import eqslax  # noqa: E402
@@ -48,7 +51,7 @@ def _export(net):
 
 
 def _snntorch_spikes(net, xs):
-    snntorch.utils.reset(net)
+    snn_utils.reset(net)
     spikes = []
     with torch.no_grad():
         for x in xs:
@@ -69,7 +72,7 @@ def test_snntorch_export_imports_and_reproduces_spikes(via, tmp_path):
     xs = np.random.default_rng(0).binomial(1, 0.4, size=(T, 4)).astype(np.float64)
     expected = _snntorch_spikes(net, xs)
     assert expected.sum() > 10
-    _, got = eqslax.simulate(model, xs)
+    _, got = eqslax.simulate(model, jnp.asarray(xs))
     np.testing.assert_array_equal(np.asarray(got), expected)
     lif = model.layers[1]
     assert (lif.reset, lif.reset_decay) == ("subtract", False)
