@@ -82,14 +82,19 @@ class Recording(eqx.Module):
     states: PyTree
 
 
+def step_layers(model: AbstractNeuron, state: PyTree, x: Array) -> tuple[PyTree, tuple]:
+    """One step returning every layer's output: a :class:`Connect`'s layers, or the
+    neuron's own output as a 1-tuple."""
+    if isinstance(model, Connect):
+        return model.forward(state, x)
+    state, y = model(state, x)
+    return state, (y,)
+
+
 @eqx.filter_jit
 def _record(model, xs, state):
     def step(state, x):
-        if isinstance(model, Connect):
-            state, layers = model.forward(state, x)
-        else:
-            state, y = model(state, x)
-            layers = (y,)
+        state, layers = step_layers(model, state, x)
         return state, (layers, state)
 
     final, (layers, states) = jax.lax.scan(step, state, xs)

@@ -6,10 +6,9 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 
 from .._checks import shape_tuple
-from .._connect import Connect
 from .._losses import AbstractLoss
 from .._parameters import trainable_mask
-from .._simulate import initial_state
+from .._simulate import initial_state, step_layers
 from ._base import AbstractLearningRule, Aux
 
 
@@ -28,12 +27,7 @@ def _unroll(model, xs, window: int | None, checkpoint: bool, state=None):
         if window is not None:
             cut = t % window == 0
             state = jtu.tree_map(lambda s: jnp.where(cut, jax.lax.stop_gradient(s), s), state)
-        if isinstance(model, Connect):
-            state, layers = model.forward(state, x)
-        else:
-            state, y = model(state, x)
-            layers = (y,)
-        return state, layers
+        return step_layers(model, state, x)
 
     if checkpoint:
         step = jax.checkpoint(step)
