@@ -41,9 +41,23 @@ def step_fn(model: AbstractNeuron, checkpoint: bool = False):
     return jax.checkpoint(step) if checkpoint else step
 
 
-@eqx.filter_jit
-def _simulate(model, xs, state, checkpoint):
+def _tracing(*trees) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jtu.tree_leaves(trees))
+
+
+def _scan_simulate(model, xs, state, checkpoint):
     return jax.lax.scan(step_fn(model, checkpoint), state, xs)
+
+
+_jit_simulate = eqx.filter_jit(_scan_simulate)
+
+
+def _simulate(model, xs, state, checkpoint):
+    # Inside a caller's jit/grad, a nested jit boundary costs XLA an extra (T, B, n)
+    # buffer in the backward pass (benchmarks/bptt_speed); scan inline there instead.
+    if _tracing(model, xs, state):
+        return _scan_simulate(model, xs, state, checkpoint)
+    return _jit_simulate(model, xs, state, checkpoint)
 
 
 def simulate(
@@ -91,14 +105,22 @@ def step_layers(model: AbstractNeuron, state: PyTree, x: Array) -> tuple[PyTree,
     return state, (y,)
 
 
-@eqx.filter_jit
-def _record(model, xs, state):
+def _scan_record(model, xs, state):
     def step(state, x):
         state, layers = step_layers(model, state, x)
         return state, (layers, state)
 
     final, (layers, states) = jax.lax.scan(step, state, xs)
     return final, Recording(outputs=layers[-1], layers=layers, states=states)
+
+
+_jit_record = eqx.filter_jit(_scan_record)
+
+
+def _record(model, xs, state):
+    if _tracing(model, xs, state):
+        return _scan_record(model, xs, state)
+    return _jit_record(model, xs, state)
 
 
 def record(

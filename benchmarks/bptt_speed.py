@@ -1,0 +1,592 @@
+r"""BPTT speed: eqslax against a hand-written scan and a matmul floor (Slax Fig. 11).
+
+The task of the Slax paper's Fig. 11: three blocks ``Linear(n, n) -> LIF(n)``, a
+sequence of 500 steps, a batch of 64, and the forward plus backward pass of the summed
+output spikes. Each LIF layer :math:`l` computes, per step,
+
+.. math::
+    I^l_t = W^l s^{l-1}_t + b^l, \quad v^l_t = \lambda u^l_{t-1} + I^l_t, \quad
+    s^l_t = H(v^l_t - \vartheta), \quad u^l_t = v^l_t - \vartheta s^l_t
+
+with the fast-sigmoid surrogate :math:`\partial s/\partial v = 1/(1 + k|v - \vartheta|)^2`.
+Four timings per size, in one process on the same weights and inputs:
+
+- **eqslax**: ``jax.vmap`` of :func:`eqslax.simulate`, summed, differentiated with
+  ``eqx.filter_grad`` under ``eqx.filter_jit``;
+- **train step**: one :func:`eqslax.train_offline` step (BPTT, an ``Accumulated`` spike
+  count loss, ``optax.sgd``);
+- **hand scan**, the framework floor: the same equations written directly as one
+  ``jax.lax.scan`` over batched arrays (``x @ W.T + b``) with a ``jax.custom_jvp``
+  Heaviside;
+- **matmul floor**, the physical limit: only the matrix products of all steps, each
+  layer's as one GEMM on random spikes, forward and backward, without the recurrence.
+
+Before timing, eqslax and the hand scan must produce the same spikes and gradients.
+
+Run ``python -m benchmarks.bptt_speed --help`` for the options.
+"""
+
+import argparse
+import functools
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+import eqslax
+
+from ._common import (
+    compile_seconds,
+    device_note,
+    first_call,
+    markdown_table,
+    new_figure,
+    paired_ratio,
+    parse_ints,
+    save_figure,
+    time_interleaved,
+    write_json,
+)
+
+WEIGHT_SCALE = 3.0  # times eqx.nn.Linear's U(+-1/sqrt(n)), so that every layer spikes
+INPUT_RATE = 0.2  # input spike probability per step and unit
+GPU_SIZES = (1024, 2048, 4096)
+Params = tuple[tuple[Array, Array], ...]
+
+
+class LIFConstants(NamedTuple):
+    decay: float
+    threshold: float
+    slope: float
+
+
+def build_model(size: int, key: PRNGKeyArray, weight_scale: float = WEIGHT_SCALE) -> eqslax.Connect:
+    """Three blocks of ``eqx.nn.Linear(size, size)`` then ``eqslax.LIF(size)``."""
+    layers = []
+    for layer_key in jax.random.split(key, 3):
+        linear = eqx.nn.Linear(size, size, key=layer_key)
+        linear = eqx.tree_at(lambda m: m.weight, linear, linear.weight * weight_scale)
+        layers += [linear, eqslax.LIF(size)]
+    return eqslax.Connect(layers)
+
+
+def hand_parameters(model: eqslax.Connect) -> Params:
+    """The ``(W, b)`` of each block, the same arrays the eqslax model holds."""
+    return tuple((layer.weight, layer.bias) for layer in model.layers[0::2])
+
+
+def lif_constants(model: eqslax.Connect) -> LIFConstants:
+    """The LIF constants the hand scan bakes in; all layers must share them."""
+    found = set()
+    for layer in model.layers[1::2]:
+        if not isinstance(layer, eqslax.LIF) or not isinstance(layer.surrogate, eqslax.FastSigmoid):
+            raise TypeError(f"bptt_speed: expected LIF layers with FastSigmoid, got {layer!r}.")
+        found.add((float(layer.decay), float(layer.threshold), float(layer.surrogate.slope)))
+    if len(found) != 1:
+        raise ValueError(f"bptt_speed: the LIF layers must share their constants, got {found}.")
+    return LIFConstants(*found.pop())
+
+
+def spike_input(key: PRNGKeyArray, batch: int, steps: int, size: int, dtype) -> Array:
+    """Bernoulli input spikes ``(batch, steps, size)``."""
+    return jax.random.bernoulli(key, INPUT_RATE, (batch, steps, size)).astype(dtype)
+
+
+# --- eqslax -------------------------------------------------------------------------
+
+
+def eqslax_spikes(model: eqslax.Connect, xs: Float[Array, "batch time in"]) -> Array:
+    return jax.vmap(lambda x: eqslax.simulate(model, x)[1])(xs)
+
+
+def eqslax_loss(model: eqslax.Connect, xs: Float[Array, "batch time in"]) -> Array:
+    return jnp.sum(eqslax_spikes(model, xs))
+
+
+eqslax_forward = eqx.filter_jit(eqslax_spikes)
+eqslax_fwd_bwd = eqx.filter_jit(eqx.filter_grad(eqslax_loss))
+
+
+# --- the framework floor: a hand-written scan ---------------------------------------
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def heaviside(x: Array, slope: float) -> Array:
+    """:math:`H(x)`, with :math:`H(0) = 1`; derivative :math:`1/(1 + k|x|)^2`."""
+    return (x >= 0).astype(x.dtype)
+
+
+@heaviside.defjvp
+def _heaviside_jvp(slope, primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return heaviside(x, slope), dx / (1.0 + slope * jnp.abs(x)) ** 2
+
+
+def hand_spikes(params: Params, xs: Array, constants: LIFConstants) -> Array:
+    """Output spikes ``(time, batch, n)`` of the three blocks, one batched scan."""
+    decay, threshold, slope = constants
+
+    def step(potentials, x):
+        h, carried = x, []
+        for (weight, bias), u in zip(params, potentials):
+            v = decay * u + (h @ weight.T + bias)
+            h = heaviside(v - threshold, slope)
+            carried.append(v - threshold * h)
+        return tuple(carried), h
+
+    start = tuple(jnp.zeros((xs.shape[0], w.shape[0]), xs.dtype) for w, _ in params)
+    _, spikes = jax.lax.scan(step, start, jnp.swapaxes(xs, 0, 1))
+    return spikes
+
+
+hand_forward = jax.jit(hand_spikes, static_argnums=2)
+hand_fwd_bwd = jax.jit(
+    jax.grad(lambda params, xs, constants: jnp.sum(hand_spikes(params, xs, constants))),
+    static_argnums=2,
+)
+
+
+# --- the physical limit: the matmuls alone ------------------------------------------
+
+
+def matmul_floor_loss(params: Params, hidden: tuple[Array, ...], inputs: Array, constants) -> Array:
+    r"""Every step's products at once: :math:`\sum_l \sum H(S^l W^{l\top} + b^l - \vartheta)`
+    with :math:`S^l` random spikes ``(time * batch, n)``. Its gradient with respect to the
+    parameters and the hidden spikes costs the GEMMs BPTT needs (3 forward, 3 for
+    :math:`\partial W`, 2 for the spikes of the layers below), with no recurrence."""
+    total = jnp.zeros((), inputs.dtype)
+    for (weight, bias), spikes in zip(params, (inputs, *hidden)):
+        total = total + jnp.sum(
+            heaviside(spikes @ weight.T + bias - constants.threshold, constants.slope)
+        )
+    return total
+
+
+matmul_fwd_bwd = jax.jit(jax.grad(matmul_floor_loss, argnums=(0, 1)), static_argnums=3)
+
+
+# --- checks and one size -------------------------------------------------------------
+
+
+def max_abs(a, b) -> float:
+    return float(jnp.max(jnp.abs(jnp.asarray(a) - jnp.asarray(b))))
+
+
+def check_agreement(model, eqslax_grads, hand_grads, xs, constants) -> dict[str, Any]:
+    """Same spikes (exactly) and same weight and bias gradients (to rounding)."""
+    spikes_eqslax = eqslax_forward(model, xs)
+    spikes_hand = jnp.swapaxes(hand_forward(hand_parameters(model), xs, constants), 0, 1)
+    ours = hand_parameters(eqslax_grads)
+    grad_abs = max(
+        max_abs(g, h) for pair_g, pair_h in zip(ours, hand_grads) for g, h in zip(pair_g, pair_h)
+    )
+    scale = max(float(jnp.max(jnp.abs(h))) for pair in hand_grads for h in pair)
+    grad_rel = grad_abs / max(scale, 1e-30)
+    tolerance = 1e-10 if xs.dtype == jnp.float64 else 1e-4
+    spike_diff = max_abs(spikes_eqslax, spikes_hand)
+    return {
+        "spike_max_abs_diff": spike_diff,
+        "grad_max_abs_diff": grad_abs,
+        "grad_max_rel_diff": grad_rel,
+        "grad_rel_tolerance": tolerance,
+        "output_rate": float(jnp.mean(spikes_eqslax)),
+        "passed": spike_diff == 0.0 and grad_rel <= tolerance,
+    }
+
+
+def bench_size(size: int, args: argparse.Namespace, key: PRNGKeyArray) -> dict[str, Any]:
+    model_key, input_key, label_key, floor_key = jax.random.split(key, 4)
+    model = build_model(size, model_key)
+    dtype = model.layers[0].weight.dtype
+    params, constants = hand_parameters(model), lif_constants(model)
+    xs = spike_input(input_key, args.batch, args.steps, size, dtype)
+    compile_costs = {
+        "eqslax": compile_seconds(eqslax_fwd_bwd, model, xs),
+        "hand": compile_seconds(hand_fwd_bwd, params, xs, constants),
+    }
+    # The first calls' outputs feed the agreement check, made before any timing.
+    first = {}
+    first["eqslax"], eqslax_grads = first_call(lambda: eqslax_fwd_bwd(model, xs))
+    first["hand"], hand_grads = first_call(lambda: hand_fwd_bwd(params, xs, constants))
+    agreement = check_agreement(model, eqslax_grads, hand_grads, xs, constants)
+
+    step = eqslax.train_offline(model, eqslax.Accumulated(), optax.sgd(1e-3))
+    state = step.init(model)
+    labels = jax.random.randint(label_key, (args.batch,), 0, size)
+    floor_keys = jax.random.split(floor_key, 3)
+    rows = args.steps * args.batch
+    inputs, *hidden = (spike_input(k, 1, rows, size, dtype)[0] for k in floor_keys)
+    hidden = tuple(hidden)
+    calls = {
+        "eqslax": lambda: eqslax_fwd_bwd(model, xs),
+        "train_step": lambda: step(model, state, xs, labels),
+        "hand": lambda: hand_fwd_bwd(params, xs, constants),
+        "matmul": lambda: matmul_fwd_bwd(params, hidden, inputs, constants),
+    }
+    timings = time_interleaved(calls, args.repeats, first_s=first)
+    t = {name: timing["median_s"] for name, timing in timings.items()}
+    return {
+        "size": size,
+        "eqslax_s": t["eqslax"],
+        "train_step_s": t["train_step"],
+        "hand_s": t["hand"],
+        "matmul_s": t["matmul"],
+        "ratio_eqslax_hand": t["eqslax"] / t["hand"],
+        "ratio_eqslax_matmul": t["eqslax"] / t["matmul"],
+        "ratio_eqslax_hand_paired": paired_ratio(timings, "eqslax", "hand"),
+        "ratio_eqslax_hand_cpu": timings["eqslax"]["cpu_s"] / timings["hand"]["cpu_s"],
+        "compile_s": sum(compile_costs["eqslax"].values()),
+        "compile": compile_costs,
+        "timings": timings,
+        "agreement": agreement,
+        "peers": run_peers(model, xs, args.repeats) if args.peers else {},
+    }
+
+
+# --- optional peers -------------------------------------------------------------------
+
+
+class Peer(NamedTuple):
+    """A peer library's version of the benchmark network.
+
+    ``reference`` is the eqslax model with the peer's equations and the same weights;
+    the peer's output at step ``t`` must equal the reference's at ``t - lag``.
+    ``forward(xs) -> spikes (batch, time, n)``; ``fwd_bwd(xs)`` returns a zero-argument
+    call running the forward and backward pass of the summed output spikes.
+    """
+
+    reference: eqslax.Connect
+    lag: int
+    forward: Callable[[np.ndarray], np.ndarray]
+    fwd_bwd: Callable[[np.ndarray], Callable[[], Any]]
+
+
+def _with_neurons(model, weight_gain: float = 1.0, zero_bias: bool = False, **lif_options):
+    """``model`` with its LIF layers rebuilt with ``lif_options`` and its linear maps
+    scaled by ``weight_gain`` (biases zeroed on request)."""
+    decay, threshold, _ = lif_constants(model)
+    layers = []
+    for linear in model.layers[0::2]:
+        bias = jnp.zeros_like(linear.bias) if zero_bias else linear.bias * weight_gain
+        linear = eqx.tree_at(
+            lambda m: (m.weight, m.bias), linear, (linear.weight * weight_gain, bias)
+        )
+        layers += [linear, eqslax.LIF(linear.out_features, decay, threshold, **lif_options)]
+    return eqslax.Connect(layers)
+
+
+def _torch_layers(model):
+    import torch
+
+    linears = []
+    for layer in model.layers[0::2]:
+        linear = torch.nn.Linear(layer.in_features, layer.out_features)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(np.asarray(layer.weight, np.float32)))
+            linear.bias.copy_(torch.from_numpy(np.asarray(layer.bias, np.float32)))
+        linears.append(linear)
+    return linears
+
+
+def _torch_peer(reference, lag, linears, cells, start):
+    """Wrap a torch step loop: ``cells[k](current, state) -> (spikes, state)``."""
+    import torch
+
+    def run(x):
+        states = [start(x, linear) for linear in linears]
+        outputs = []
+        for t in range(x.shape[1]):
+            h = x[:, t]
+            for k, (linear, cell) in enumerate(zip(linears, cells)):
+                h, states[k] = cell(linear(h), states[k])
+            outputs.append(h)
+        return torch.stack(outputs, 1)
+
+    def as_tensor(xs):
+        return torch.from_numpy(np.asarray(xs, np.float32))
+
+    def forward(xs):
+        with torch.no_grad():
+            return run(as_tensor(xs)).numpy()
+
+    def fwd_bwd(xs):
+        x = as_tensor(xs)
+
+        def call():
+            for linear in linears:
+                linear.zero_grad()
+            run(x).sum().backward()
+
+        return call
+
+    return Peer(reference, lag, forward, fwd_bwd)
+
+
+def _snntorch(model) -> Peer:
+    """snnTorch ``Leaky``: :math:`v_t = \\lambda v_{t-1} - \\vartheta s_{t-1} + I_t`, the
+    undecayed reset (``reset_decay=False`` in eqslax)."""
+    import snntorch
+    import torch
+    from snntorch import surrogate
+
+    decay, threshold, slope = lif_constants(model)
+    linears = _torch_layers(model)
+    cells = [
+        snntorch.Leaky(
+            beta=decay, threshold=threshold, spike_grad=surrogate.fast_sigmoid(slope=slope)
+        )
+        for _ in linears
+    ]
+    reference = _with_neurons(model, reset_decay=False)
+    start = lambda x, linear: torch.zeros(x.shape[0], linear.out_features)
+    return _torch_peer(reference, 0, linears, cells, start)
+
+
+def _norse(model) -> Peer:
+    """Norse ``LIFBoxCell``: :math:`v_t = \\lambda v_{t-1} + (1-\\lambda) I_t` with
+    :math:`\\lambda = 1 - \\Delta t/\\tau`, reset to zero (eqslax ``reset="zero"`` on
+    inputs scaled by :math:`1-\\lambda`)."""
+    import norse.torch as norse
+    import torch
+
+    decay, threshold, slope = lif_constants(model)
+    dt = 1e-3
+    parameters = norse.LIFBoxParameters(
+        tau_mem_inv=torch.tensor((1.0 - decay) / dt),
+        v_leak=torch.tensor(0.0),
+        v_th=torch.tensor(threshold),
+        v_reset=torch.tensor(0.0),
+        method="super",
+        alpha=torch.tensor(slope),
+    )
+    linears = _torch_layers(model)
+    cells = [norse.LIFBoxCell(parameters, dt=dt) for _ in linears]
+    reference = _with_neurons(model, weight_gain=1.0 - decay, reset="zero")
+    return _torch_peer(reference, 0, linears, cells, lambda x, linear: None)
+
+
+def _spyx(model) -> Peer:
+    """Spyx (Haiku API) ``LIF``: snnTorch's equations, but each layer emits the spike of
+    its previous membrane, so three layers lag three steps (checked with zero biases)."""
+    import haiku as hk
+    import spyx
+
+    decay, threshold, slope = lif_constants(model)
+    reference = _with_neurons(model, zero_bias=True, reset_decay=False)
+    weights = [np.asarray(layer.weight).T for layer in reference.layers[0::2]]
+    activation = spyx.axn.Axon(spyx.axn.superspike(slope))
+
+    def net(x):
+        layers = []
+        for w in weights:
+            layers.append(hk.Linear(w.shape[1], w_init=hk.initializers.Constant(w)))
+            layers.append(
+                spyx.nn.LIF((w.shape[1],), beta=decay, threshold=threshold, activation=activation)
+            )
+        core = hk.DeepRNN(layers)
+        spikes, _ = hk.dynamic_unroll(core, x, core.initial_state(x.shape[0]), time_major=False)
+        return spikes
+
+    network = hk.without_apply_rng(hk.transform(net))
+    params = network.init(jax.random.PRNGKey(0), jnp.zeros((1, 1, weights[0].shape[0])))
+    apply = jax.jit(network.apply)
+    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(network.apply(p, x))))
+    forward = lambda xs: np.asarray(apply(params, jnp.asarray(xs, jnp.float32)))
+    fwd_bwd = lambda xs: functools.partial(grad, params, jnp.asarray(xs, jnp.float32))
+    return Peer(reference, len(weights), forward, fwd_bwd)
+
+
+PEERS: dict[str, Callable[[eqslax.Connect], Peer]] = {
+    "spyx": _spyx,
+    "snntorch": _snntorch,
+    "norse": _norse,
+}
+PEER_CHECK_STEPS = 20
+
+
+def run_peers(model, xs, repeats: int) -> dict[str, dict[str, Any]]:
+    """For each installed peer: check its forward spikes against eqslax on the same
+    weights and inputs for a few steps, and only then time it."""
+    results = {}
+    for name, build in PEERS.items():
+        if importlib.util.find_spec(name) is None:
+            results[name] = {"status": "not installed"}
+            continue
+        try:
+            peer = build(model)
+            check = np.asarray(xs[:, : max(PEER_CHECK_STEPS, peer.lag + 1)])
+            ours = np.asarray(eqslax_forward(peer.reference, jnp.asarray(check)))
+            theirs = np.asarray(peer.forward(check))
+            steps = ours.shape[1] - peer.lag
+            mismatch = float(np.mean(ours[:, :steps] != theirs[:, peer.lag :]))
+            if mismatch > 1e-2:
+                results[name] = {"status": "disagrees", "spike_mismatch": mismatch}
+                continue
+            timing = time_interleaved({name: peer.fwd_bwd(np.asarray(xs))}, repeats)[name]
+            results[name] = {"status": "ok", "spike_mismatch": mismatch, **timing}
+        except Exception as error:  # a peer's API drift must not stop the benchmark
+            results[name] = {"status": f"failed: {type(error).__name__}: {error}"}
+    return results
+
+
+# --- report ---------------------------------------------------------------------------
+
+HEADERS = (
+    "size",
+    "eqslax fwd+bwd s",
+    "train step s",
+    "hand scan s",
+    "matmul floor s",
+    "eqslax/hand",
+    "eqslax/matmul",
+    "compile s",
+    "eqslax/hand paired",
+    "eqslax/hand CPU",
+    "agree",
+)
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    return markdown_table(
+        HEADERS,
+        [
+            (
+                r["size"],
+                r["eqslax_s"],
+                r["train_step_s"],
+                r["hand_s"],
+                r["matmul_s"],
+                r["ratio_eqslax_hand"],
+                r["ratio_eqslax_matmul"],
+                r["compile_s"],
+                r["ratio_eqslax_hand_paired"],
+                r["ratio_eqslax_hand_cpu"],
+                "yes" if r["agreement"]["passed"] else "NO",
+            )
+            for r in rows
+        ],
+    )
+
+
+def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
+    figure, axes = new_figure(2)
+    sizes = [r["size"] for r in rows]
+    for key, label in (
+        ("eqslax_s", "eqslax fwd+bwd"),
+        ("train_step_s", "eqslax train step"),
+        ("hand_s", "hand scan"),
+        ("matmul_s", "matmul floor"),
+    ):
+        axes[0, 0].plot(sizes, [r[key] for r in rows], "o-", label=label)
+    axes[0, 0].set(yscale="log", ylabel="seconds")
+    axes[0, 0].set_title("forward + backward, 3 LIF layers")
+    axes[0, 0].legend()
+    axes[0, 1].plot(
+        sizes, [r["ratio_eqslax_hand"] for r in rows], "o-", label="eqslax / hand (wall)"
+    )
+    axes[0, 1].plot(
+        sizes, [r["ratio_eqslax_hand_paired"] for r in rows], "D-", label="eqslax / hand (paired)"
+    )
+    axes[0, 1].plot(
+        sizes, [r["ratio_eqslax_hand_cpu"] for r in rows], "s--", label="eqslax / hand (CPU)"
+    )
+    axes[0, 1].plot(sizes, [r["ratio_eqslax_matmul"] for r in rows], "^-", label="eqslax / matmul")
+    axes[0, 1].axhline(1.05, color="gray", linestyle=":", label="target 1.05")
+    axes[0, 1].set(ylabel="ratio")
+    for ax in axes[0]:
+        size_axis(ax, sizes)
+    axes[0, 1].set_title("overhead")
+    axes[0, 1].legend()
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
+def size_axis(ax, sizes: Sequence[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("units per layer")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bptt_speed", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--sizes", default=None, help="units per layer, comma-separated (default 128,256,512)"
+    )
+    parser.add_argument("--steps", type=int, default=500, help="sequence length (default 500)")
+    parser.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed rounds after warm-up (default 5)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--out", default="benchmark_results/bptt_speed", help="folder for results.json and PNG"
+    )
+    parser.add_argument(
+        "--gpu", action="store_true", help=f"require a GPU; sizes default to {GPU_SIZES}"
+    )
+    parser.add_argument("--x64", action="store_true", help="run in float64")
+    parser.add_argument(
+        "--no-peers", dest="peers", action="store_false", help="skip Spyx/snnTorch/Norse"
+    )
+    args = parser.parse_args(argv)
+    args.sizes = (
+        parse_ints(args.sizes, "--sizes")
+        if args.sizes
+        else (GPU_SIZES if args.gpu else (128, 256, 512))
+    )
+    for name in ("steps", "batch", "repeats"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"`--{name}` must be >= 1, got {getattr(args, name)}.")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark; print the table; write ``results.json`` and ``bptt_speed.png``."""
+
+    args = parse_args(argv)
+    if args.x64:
+        jax.config.update("jax_enable_x64", True)
+    if args.gpu and jax.default_backend() != "gpu":
+        raise SystemExit(f"--gpu given but JAX sees no GPU: {jax.devices()}")
+    print(f"devices: {jax.devices()}", flush=True)
+    keys = jax.random.split(jax.random.key(args.seed), len(args.sizes))
+    rows = []
+    for size, key in zip(args.sizes, keys):
+        rows.append(bench_size(size, args, key))
+        print(f"size {size}: done ({rows[-1]['eqslax_s']:.4g} s eqslax)", flush=True)
+    results = {
+        "benchmark": "bptt_speed",
+        "command": "python -m benchmarks.bptt_speed "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "config": {k: v for k, v in vars(args).items()},
+        "device": device_note(),
+        "rows": rows,
+        "agreement_passed": all(r["agreement"]["passed"] for r in rows),
+    }
+    print(table(rows))
+    for row in rows:
+        a = row["agreement"]
+        print(
+            f"size {row['size']}: spikes max|diff| {a['spike_max_abs_diff']:.3g}, grads max|diff| "
+            f"{a['grad_max_abs_diff']:.3g} (relative {a['grad_max_rel_diff']:.3g}), output rate "
+            f"{a['output_rate']:.3f}; peers: "
+            + (", ".join(f"{k} {v['status']}" for k, v in row["peers"].items()) or "skipped")
+        )
+    write_json(os.path.join(args.out, "results.json"), results)
+    plot(rows, os.path.join(args.out, "bptt_speed.png"))
+    return results
+
+
+if __name__ == "__main__":
+    main()
