@@ -129,3 +129,20 @@ def test_online_ostl_learns_randman():
         model, step, data, epochs=8, batch_size=16, key=jax.random.key(2), progress=False
     )
     assert history["test_accuracy"][-1] > 0.6, history
+
+
+@pytest.mark.parametrize("rule", [eqslax.OSTL(), eqslax.OTTT()], ids=["ostl", "ottt"])
+def test_both_deferred_accumulations_give_the_same_gradient(rule):
+    """Per-sample running sums (vmap of scans) == batch sums at every step (scan of vmaps)."""
+    k = jax.random.split(jax.random.key(5), 2)
+    model = feedforward(k[0], (6, 5, 3), decay=0.7)
+    xs, ys = random_spikes(k[1], (3, 9, 6), 0.4), jnp.arange(3)
+    loss = eqslax.PerStep()
+    total, outputs, _ = eqx.filter_jit(rule._run_batch)(model, loss, xs, ys)
+    per_sample, outs, _ = eqx.filter_jit(jax.vmap(lambda x, y: rule.run(model, loss, x, y)))(xs, ys)
+    batch, steps = xs.shape[:2]
+    assert_tree_allclose(
+        jax.tree_util.tree_map(lambda g: g / (batch * steps), total),
+        jax.tree_util.tree_map(lambda g: jnp.mean(g, 0) / steps, per_sample),
+    )
+    assert jnp.array_equal(outputs, outs)

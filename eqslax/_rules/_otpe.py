@@ -1,6 +1,8 @@
 """Online training with postsynaptic estimates (Summe, Schaefer & Joshi 2023): OTPE and
 its low-memory factorisation, Approximate OTPE."""
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -316,6 +318,8 @@ class ApproxOTPE(AbstractOnlineRule):
       reads the layer's own ``decay``.
     - ``bias_trace``: trace the bias (default ``True``).
     """
+
+    sum_batch_each_step: ClassVar[bool] = True
 
     leak: float | None = None
     presynaptic_leak: float | None = None

@@ -1,5 +1,7 @@
 """Online training through time (Xiao et al. 2022): presynaptic traces, spatial signal."""
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -159,6 +161,8 @@ class OTTT(AbstractOnlineRule):
       ``decay`` (scalar or per neuron). Neurons without ``decay`` need an explicit leak.
     - ``bias_trace``: trace the bias (default ``True``).
     """
+
+    sum_batch_each_step: ClassVar[bool] = True
 
     leak: float | None = None
     bias_trace: bool = eqx.field(static=True, default=True)
