@@ -55,6 +55,7 @@ from ._common import (
     time_interleaved,
     write_json,
 )
+from ._peers import ADAPTERS, Peer
 
 WEIGHT_SCALE = 3.0  # times eqx.nn.Linear's U(+-1/sqrt(n)), so that every layer spikes
 INPUT_RATE = 0.2  # input spike probability per step and unit
@@ -247,174 +248,27 @@ def bench_size(size: int, args: argparse.Namespace, key: PRNGKeyArray) -> dict[s
         "compile": compile_costs,
         "timings": timings,
         "agreement": agreement,
-        "peers": run_peers(model, xs, args.repeats) if args.peers else {},
+        "peers": run_peers(model, xs, args.repeats, calls["eqslax"]) if args.peers else {},
     }
 
 
-# --- optional peers -------------------------------------------------------------------
+# --- optional peers (adapters in _peers.py) -------------------------------------------
 
 
-class Peer(NamedTuple):
-    """A peer library's version of the benchmark network.
-
-    ``reference`` is the eqslax model with the peer's equations and the same weights;
-    the peer's output at step ``t`` must equal the reference's at ``t - lag``.
-    ``forward(xs) -> spikes (batch, time, n)``; ``fwd_bwd(xs)`` returns a zero-argument
-    call running the forward and backward pass of the summed output spikes.
-    """
-
-    reference: eqslax.Connect
-    lag: int
-    forward: Callable[[np.ndarray], np.ndarray]
-    fwd_bwd: Callable[[np.ndarray], Callable[[], Any]]
-
-
-def _with_neurons(model, weight_gain: float = 1.0, zero_bias: bool = False, **lif_options):
-    """``model`` with its LIF layers rebuilt with ``lif_options`` and its linear maps
-    scaled by ``weight_gain`` (biases zeroed on request)."""
-    decay, threshold, _ = lif_constants(model)
-    layers = []
-    for linear in model.layers[0::2]:
-        bias = jnp.zeros_like(linear.bias) if zero_bias else linear.bias * weight_gain
-        linear = eqx.tree_at(
-            lambda m: (m.weight, m.bias), linear, (linear.weight * weight_gain, bias)
-        )
-        layers += [linear, eqslax.LIF(linear.out_features, decay, threshold, **lif_options)]
-    return eqslax.Connect(layers)
-
-
-def _torch_layers(model):
-    import torch
-
-    linears = []
-    for layer in model.layers[0::2]:
-        linear = torch.nn.Linear(layer.in_features, layer.out_features)
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(np.asarray(layer.weight, np.float32)))
-            linear.bias.copy_(torch.from_numpy(np.asarray(layer.bias, np.float32)))
-        linears.append(linear)
-    return linears
-
-
-def _torch_peer(reference, lag, linears, cells, start):
-    """Wrap a torch step loop: ``cells[k](current, state) -> (spikes, state)``."""
-    import torch
-
-    def run(x):
-        states = [start(x, linear) for linear in linears]
-        outputs = []
-        for t in range(x.shape[1]):
-            h = x[:, t]
-            for k, (linear, cell) in enumerate(zip(linears, cells)):
-                h, states[k] = cell(linear(h), states[k])
-            outputs.append(h)
-        return torch.stack(outputs, 1)
-
-    def as_tensor(xs):
-        return torch.from_numpy(np.asarray(xs, np.float32))
-
-    def forward(xs):
-        with torch.no_grad():
-            return run(as_tensor(xs)).numpy()
-
-    def fwd_bwd(xs):
-        x = as_tensor(xs)
-
-        def call():
-            for linear in linears:
-                linear.zero_grad()
-            run(x).sum().backward()
-
-        return call
-
-    return Peer(reference, lag, forward, fwd_bwd)
-
-
-def _snntorch(model) -> Peer:
-    """snnTorch ``Leaky``: :math:`v_t = \\lambda v_{t-1} - \\vartheta s_{t-1} + I_t`, the
-    undecayed reset (``reset_decay=False`` in eqslax)."""
-    import snntorch
-    import torch
-    from snntorch import surrogate
-
-    decay, threshold, slope = lif_constants(model)
-    linears = _torch_layers(model)
-    cells = [
-        snntorch.Leaky(
-            beta=decay, threshold=threshold, spike_grad=surrogate.fast_sigmoid(slope=slope)
-        )
-        for _ in linears
-    ]
-    reference = _with_neurons(model, reset_decay=False)
-    start = lambda x, linear: torch.zeros(x.shape[0], linear.out_features)
-    return _torch_peer(reference, 0, linears, cells, start)
-
-
-def _norse(model) -> Peer:
-    """Norse ``LIFBoxCell``: :math:`v_t = \\lambda v_{t-1} + (1-\\lambda) I_t` with
-    :math:`\\lambda = 1 - \\Delta t/\\tau`, reset to zero (eqslax ``reset="zero"`` on
-    inputs scaled by :math:`1-\\lambda`)."""
-    import norse.torch as norse
-    import torch
-
-    decay, threshold, slope = lif_constants(model)
-    dt = 1e-3
-    parameters = norse.LIFBoxParameters(
-        tau_mem_inv=torch.tensor((1.0 - decay) / dt),
-        v_leak=torch.tensor(0.0),
-        v_th=torch.tensor(threshold),
-        v_reset=torch.tensor(0.0),
-        method="super",
-        alpha=torch.tensor(slope),
-    )
-    linears = _torch_layers(model)
-    cells = [norse.LIFBoxCell(parameters, dt=dt) for _ in linears]
-    reference = _with_neurons(model, weight_gain=1.0 - decay, reset="zero")
-    return _torch_peer(reference, 0, linears, cells, lambda x, linear: None)
-
-
-def _spyx(model) -> Peer:
-    """Spyx (Haiku API) ``LIF``: snnTorch's equations, but each layer emits the spike of
-    its previous membrane, so three layers lag three steps (checked with zero biases)."""
-    import haiku as hk
-    import spyx
-
-    decay, threshold, slope = lif_constants(model)
-    reference = _with_neurons(model, zero_bias=True, reset_decay=False)
-    weights = [np.asarray(layer.weight).T for layer in reference.layers[0::2]]
-    activation = spyx.axn.Axon(spyx.axn.superspike(slope))
-
-    def net(x):
-        layers = []
-        for w in weights:
-            layers.append(hk.Linear(w.shape[1], w_init=hk.initializers.Constant(w)))
-            layers.append(
-                spyx.nn.LIF((w.shape[1],), beta=decay, threshold=threshold, activation=activation)
-            )
-        core = hk.DeepRNN(layers)
-        spikes, _ = hk.dynamic_unroll(core, x, core.initial_state(x.shape[0]), time_major=False)
-        return spikes
-
-    network = hk.without_apply_rng(hk.transform(net))
-    params = network.init(jax.random.PRNGKey(0), jnp.zeros((1, 1, weights[0].shape[0])))
-    apply = jax.jit(network.apply)
-    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(network.apply(p, x))))
-    forward = lambda xs: np.asarray(apply(params, jnp.asarray(xs, jnp.float32)))
-    fwd_bwd = lambda xs: functools.partial(grad, params, jnp.asarray(xs, jnp.float32))
-    return Peer(reference, len(weights), forward, fwd_bwd)
+def _with_constants(adapter):
+    return lambda model: adapter(model, lif_constants(model))
 
 
 PEERS: dict[str, Callable[[eqslax.Connect], Peer]] = {
-    "spyx": _spyx,
-    "snntorch": _snntorch,
-    "norse": _norse,
+    name: _with_constants(adapter) for name, adapter in ADAPTERS.items()
 }
 PEER_CHECK_STEPS = 20
 
 
-def run_peers(model, xs, repeats: int) -> dict[str, dict[str, Any]]:
+def run_peers(model, xs, repeats: int, eqslax_call=None) -> dict[str, dict[str, Any]]:
     """For each installed peer: check its forward spikes against eqslax on the same
-    weights and inputs for a few steps, and only then time it."""
+    weights and inputs for a few steps, and only then time it, interleaved with
+    ``eqslax_call`` when given (for a ratio under the same load)."""
     results = {}
     for name, build in PEERS.items():
         if importlib.util.find_spec(name) is None:
@@ -426,12 +280,35 @@ def run_peers(model, xs, repeats: int) -> dict[str, dict[str, Any]]:
             ours = np.asarray(eqslax_forward(peer.reference, jnp.asarray(check)))
             theirs = np.asarray(peer.forward(check))
             steps = ours.shape[1] - peer.lag
-            mismatch = float(np.mean(ours[:, :steps] != theirs[:, peer.lag :]))
+            ours, theirs = ours[:, :steps], theirs[:, peer.lag : peer.lag + steps]
+            mismatch = float(np.mean(ours != theirs))
+            if not np.any(ours):  # a silent window would pass any silent peer
+                results[name] = {"status": "no spikes to compare", "spike_mismatch": mismatch}
+                continue
             if mismatch > 1e-2:
                 results[name] = {"status": "disagrees", "spike_mismatch": mismatch}
                 continue
-            timing = time_interleaved({name: peer.fwd_bwd(np.asarray(xs))}, repeats)[name]
-            results[name] = {"status": "ok", "spike_mismatch": mismatch, **timing}
+            calls = {name: peer.fwd_bwd(np.asarray(xs))}
+            if eqslax_call is not None:
+                calls["eqslax"] = eqslax_call
+            timings = time_interleaved(calls, repeats)
+            results[name] = {
+                "status": "ok",
+                "spike_mismatch": mismatch,
+                "spike_max_abs_diff": float(np.max(np.abs(ours - theirs))),
+                "check_steps": steps,
+                "check_rate": float(np.mean(ours)),
+                "lag": peer.lag,
+                **timings[name],
+            }
+            if eqslax_call is not None:
+                ours_t, theirs_t = timings["eqslax"], timings[name]
+                results[name] |= {
+                    "eqslax_s": ours_t["median_s"],
+                    "ratio_to_eqslax": theirs_t["median_s"] / ours_t["median_s"],
+                    "ratio_to_eqslax_paired": paired_ratio(timings, name, "eqslax"),
+                    "ratio_to_eqslax_cpu": theirs_t["cpu_s"] / ours_t["cpu_s"],
+                }
         except Exception as error:  # a peer's API drift must not stop the benchmark
             results[name] = {"status": f"failed: {type(error).__name__}: {error}"}
     return results
@@ -539,6 +416,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-peers", dest="peers", action="store_false", help="skip Spyx/snnTorch/Norse"
     )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="intra-op threads for the PyTorch peers (default 0: PyTorch's own default)",
+    )
     args = parser.parse_args(argv)
     args.sizes = (
         parse_ints(args.sizes, "--sizes")
@@ -559,6 +442,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         jax.config.update("jax_enable_x64", True)
     if args.gpu and jax.default_backend() != "gpu":
         raise SystemExit(f"--gpu given but JAX sees no GPU: {jax.devices()}")
+    if args.peers and args.torch_threads > 0 and importlib.util.find_spec("torch"):
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     print(f"devices: {jax.devices()}", flush=True)
     keys = jax.random.split(jax.random.key(args.seed), len(args.sizes))
     rows = []
