@@ -25,7 +25,7 @@ from jaxtyping import Array, Float
 
 from .._connect import Connect
 from .._neurons import AbstractNeuron
-from .._parameters import trainable_mask
+from .._parameters import trainable, trainable_mask
 
 
 class Local(eqx.Module):
@@ -139,3 +139,17 @@ def set_layer_grads(grads, index: int, linear_grad, neuron_grad):
     """Write one (Linear, neuron) pair's gradients into a tree like ``trainable(model)``."""
     grads = eqx.tree_at(lambda g: g.layers[2 * index], grads, linear_grad)
     return eqx.tree_at(lambda g: g.layers[2 * index + 1], grads, neuron_grad)
+
+
+def factored_gradient(linear, neuron, post: Array, pre: Array, bias, neuron_terms):
+    r"""Gradients of one layer from a postsynaptic factor ``post`` ``(n,)``: weight
+    :math:`\text{post} \otimes \text{pre}` (``pre`` is ``(n_in,)`` or ``(n, n_in)``), bias
+    :math:`\text{post} \odot` ``bias`` (a trace, or ``None`` for the untraced
+    :math:`\text{post}`), neuron parameters from their per-unit ``(n,)`` terms."""
+    linear_grad = eqx.tree_at(lambda m: m.weight, trainable(linear), post[:, None] * pre)
+    if linear.bias is not None:
+        bias_grad = post if bias is None else post * bias
+        linear_grad = eqx.tree_at(lambda m: m.bias, linear_grad, bias_grad)
+    leaves, treedef, _ = neuron_params(neuron)
+    neuron_grads = [reduce_to(term, leaf.shape) for leaf, term in zip(leaves, neuron_terms)]
+    return linear_grad, jtu.tree_unflatten(treedef, neuron_grads)

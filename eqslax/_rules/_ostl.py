@@ -9,10 +9,10 @@ from jaxtyping import Array, Float
 from .._parameters import trainable
 from ._layerwise import (
     check_layers,
+    factored_gradient,
     neuron_params,
     neuron_step,
     passback,
-    reduce_to,
     set_layer_grads,
 )
 from ._online import AbstractOnlineRule
@@ -49,7 +49,7 @@ def init_eligibility(pairs, state, dtype) -> tuple[LayerEligibility, ...]:
     return tuple(traces)
 
 
-def forward_layers(model, pairs, state, x):
+def forward_layers(pairs, state, x):
     """Run every (Linear, neuron) pair; keep each layer's input and local derivatives."""
     inputs, locals_, states, h = [], [], list(state.layers), x
     for index, (linear, neuron) in enumerate(pairs):
@@ -61,21 +61,44 @@ def forward_layers(model, pairs, state, x):
     return new_state, h, inputs, locals_
 
 
+class LayerSensitivity(eqx.Module):
+    r"""Per-unit :math:`dy_t/d\theta` of one layer (or its leaky sum :math:`\hat R`):
+    ``weight`` ``(n, n_in)``, ``bias`` ``(n,)`` and one ``(n,)`` array per trainable
+    neuron parameter (summed to the parameter's shape only after the signal is applied)."""
+
+    weight: Float[Array, "n n_in"]
+    bias: Float[Array, " n"] | None
+    neuron: tuple[Array, ...]
+
+
+def output_sensitivity(trace: LayerEligibility, local, x) -> LayerSensitivity:
+    r""":math:`dy_t/d\theta = \frac{\partial y_t}{\partial h_{t-1}} E_{t-1}
+    + \frac{\partial y_t}{\partial\theta}` per unit, before any learning signal.
+
+    OSTL contracts it with the learning signal at once; OTPE filters it over time first."""
+    weight = jnp.einsum("mi,mij->ij", local.y_state, trace.weight) + local.y_input[:, None] * x
+    bias = None
+    if trace.bias is not None:
+        bias = jnp.einsum("mi,mi->i", local.y_state, trace.bias) + local.y_input
+    neuron = tuple(
+        jnp.einsum("mi,mi->i", local.y_state, e) + direct
+        for e, direct in zip(trace.neuron, local.y_param)
+    )
+    return LayerSensitivity(weight=weight, bias=bias, neuron=neuron)
+
+
 def layer_gradient(linear, neuron, trace: LayerEligibility, local, x, signal):
     r"""``signal`` :math:`\cdot\, dy/d\theta` with :math:`dy/d\theta` from the eligibility
     of the last step and the direct terms of this one."""
-    g_y = signal * local.y_input
-    weight = jnp.einsum("i,mi,mij->ij", signal, local.y_state, trace.weight) + jnp.outer(g_y, x)
-    linear_grad = eqx.tree_at(lambda m: m.weight, trainable(linear), weight)
-    if trace.bias is not None:
-        bias = jnp.einsum("i,mi,mi->i", signal, local.y_state, trace.bias) + g_y
-        linear_grad = eqx.tree_at(lambda m: m.bias, linear_grad, bias)
-    leaves, treedef, _ = neuron_params(neuron)
-    neuron_grads = [
-        reduce_to(signal * (jnp.einsum("mi,mi->i", local.y_state, e) + direct), leaf.shape)
-        for leaf, e, direct in zip(leaves, trace.neuron, local.y_param)
-    ]
-    return linear_grad, jtu.tree_unflatten(treedef, neuron_grads)
+    sensitivity = output_sensitivity(trace, local, x)
+    return factored_gradient(
+        linear,
+        neuron,
+        signal,
+        sensitivity.weight,
+        sensitivity.bias,
+        [signal * s for s in sensitivity.neuron],
+    )
 
 
 def advance_eligibility(trace: LayerEligibility, local, x) -> LayerEligibility:
@@ -119,7 +142,7 @@ class OSTL(AbstractOnlineRule):
 
     def step(self, model, state, traces, x, label, loss):
         pairs = check_layers(model, "OSTL")
-        state, y, inputs, locals_ = forward_layers(model, pairs, state, x)
+        state, y, inputs, locals_ = forward_layers(pairs, state, x)
         value, signal = jax.value_and_grad(lambda y: loss.step(y, label))(y)
         grads = jtu.tree_map(jnp.zeros_like, trainable(model))
         new_traces = list(traces.layers)

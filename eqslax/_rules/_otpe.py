@@ -12,15 +12,21 @@ from jaxtyping import Array, Float
 from .._connect import Connect
 from .._neurons import LI
 from .._parameters import trainable
-from ._layerwise import check_layers, neuron_step, set_layer_grads
+from ._layerwise import check_layers, factored_gradient, neuron_step, set_layer_grads
 from ._online import AbstractOnlineRule
-from ._ostl import LayerEligibility, advance_eligibility, forward_layers, init_eligibility
+from ._ostl import (
+    LayerEligibility,
+    LayerSensitivity,
+    advance_eligibility,
+    forward_layers,
+    init_eligibility,
+    output_sensitivity,
+)
 from ._ottt import (
     PresynapticTrace,
     advance_presynaptic,
     check_leak,
     check_single_state,
-    factored_gradient,
     init_presynaptic,
     neuron_leak,
     rows,
@@ -70,7 +76,7 @@ def postsynaptic_leaks(pairs, readout, override, owner: str, dtype) -> list[Arra
 def forward_readout(model, pairs, readout, state, x):
     """:func:`forward_layers`, then the readout if any; also returns the factor
     :math:`\\partial o_t/\\partial y^L_t` that carries the loss's signal into the last layer."""
-    state, y, inputs, locals_ = forward_layers(model, pairs, state, x)
+    state, y, inputs, locals_ = forward_layers(pairs, state, x)
     if readout is None:
         return state, y, inputs, locals_, 1.0
     readout_state, output, local = neuron_step(readout, state.layers[-1], y)
@@ -104,33 +110,6 @@ def init_average(n: int, leak: Array, dtype) -> DerivativeAverage:
 
 
 # OTPE ----------------------------------------------------------------------------------
-
-
-class LayerSensitivity(eqx.Module):
-    r"""Per-unit :math:`dy_t/d\theta` of one layer (or its leaky sum :math:`\hat R`):
-    ``weight`` ``(n, n_in)``, ``bias`` ``(n,)`` and one ``(n,)`` array per trainable
-    neuron parameter (summed to the parameter's shape only after the signal is applied)."""
-
-    weight: Float[Array, "n n_in"]
-    bias: Float[Array, " n"] | None
-    neuron: tuple[Array, ...]
-
-
-def output_sensitivity(trace: LayerEligibility, local, x) -> LayerSensitivity:
-    r""":math:`dy_t/d\theta = \frac{\partial y_t}{\partial h_{t-1}} E_{t-1}
-    + \frac{\partial y_t}{\partial\theta}` per unit, before any learning signal.
-
-    OSTL's ``layer_gradient`` is this contracted with the signal at once; OTPE needs it
-    on its own to filter it over time."""
-    weight = jnp.einsum("mi,mij->ij", local.y_state, trace.weight) + local.y_input[:, None] * x
-    bias = None
-    if trace.bias is not None:
-        bias = jnp.einsum("mi,mi->i", local.y_state, trace.bias) + local.y_input
-    neuron = tuple(
-        jnp.einsum("mi,mi->i", local.y_state, e) + direct
-        for e, direct in zip(trace.neuron, local.y_param)
-    )
-    return LayerSensitivity(weight=weight, bias=bias, neuron=neuron)
 
 
 def init_sensitivity(linear, trace: LayerEligibility) -> LayerSensitivity:

@@ -9,7 +9,13 @@ import jax.tree_util as jtu
 from jaxtyping import Array, Float
 
 from .._parameters import trainable
-from ._layerwise import check_layers, neuron_params, passback, reduce_to, set_layer_grads
+from ._layerwise import (
+    check_layers,
+    factored_gradient,
+    neuron_params,
+    passback,
+    set_layer_grads,
+)
 from ._online import AbstractOnlineRule
 from ._ostl import forward_layers
 
@@ -103,20 +109,6 @@ def advance_presynaptic(trace: PresynapticTrace, leak: Array, local, x: Array):
     return new, neuron_sensitivity
 
 
-def factored_gradient(linear, neuron, post: Array, pre: Array, bias, neuron_terms):
-    r"""Gradients of one layer from a postsynaptic factor ``post`` ``(n,)``: weight
-    :math:`\text{post} \otimes \text{pre}` (``pre`` is ``(n_in,)`` or ``(n, n_in)``), bias
-    :math:`\text{post} \odot` ``bias`` (a trace, or ``None`` for the untraced
-    :math:`\text{post}`), neuron parameters from their per-unit ``(n,)`` terms."""
-    linear_grad = eqx.tree_at(lambda m: m.weight, trainable(linear), post[:, None] * pre)
-    if linear.bias is not None:
-        bias_grad = post if bias is None else post * bias
-        linear_grad = eqx.tree_at(lambda m: m.bias, linear_grad, bias_grad)
-    leaves, treedef, _ = neuron_params(neuron)
-    neuron_grads = [reduce_to(term, leaf.shape) for leaf, term in zip(leaves, neuron_terms)]
-    return linear_grad, jtu.tree_unflatten(treedef, neuron_grads)
-
-
 class OTTTTraces(eqx.Module):
     """OTTT's traces: one presynaptic (and bias) trace per layer."""
 
@@ -188,7 +180,7 @@ class OTTT(AbstractOnlineRule):
     def step(self, model, state, traces, x, label, loss):
         pairs = check_layers(model, "OTTT")
         leaks = self._leaks(pairs, traces.layers[0].input.dtype)
-        state, y, inputs, locals_ = forward_layers(model, pairs, state, x)
+        state, y, inputs, locals_ = forward_layers(pairs, state, x)
         value, signal = jax.value_and_grad(lambda y: loss.step(y, label))(y)
         grads = jtu.tree_map(jnp.zeros_like, trainable(model))
         new_traces = list(traces.layers)

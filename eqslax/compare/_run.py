@@ -46,9 +46,9 @@ class CompareConfig:
 def _memory_estimate(step, model, state, xs, ys) -> int | None:
     """XLA's peak temporary memory for one compiled training step, if it reports one."""
     from .._train import _offline_step
-    from .._train_online import _online_step
+    from .._train_online import OnlineStep, _online_step
 
-    function = _online_step if type(step).__name__ == "OnlineStep" else _offline_step
+    function = _online_step if isinstance(step, OnlineStep) else _offline_step
     try:
         analysis_ = function.lower(step, model, state, xs, ys).compile().compiled.memory_analysis()
         return int(analysis_.temp_size_in_bytes + analysis_.argument_size_in_bytes)
