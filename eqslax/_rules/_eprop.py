@@ -24,7 +24,13 @@ from ._layerwise import (
     set_layer_grads,
 )
 from ._online import AbstractOnlineRule, check_per_step
-from ._ostl import LayerEligibility, advance_eligibility, init_eligibility, layer_gradient
+from ._ostl import (
+    LayerEligibility,
+    advance_eligibility,
+    init_eligibility,
+    layer_gradient,
+    output_sensitivity,
+)
 
 FEEDBACK_MODES = ("symmetric", "random", "adaptive")
 
@@ -131,33 +137,20 @@ def _eligibility_state(pairs, state):
     return eqx.tree_at(lambda s: s.layers, state, tuple(layers))
 
 
-def eligibility_trace(trace: LayerEligibility, local, x):
-    r"""This step's eligibility traces :math:`e_t = dz_t/d\theta` per unit, from the
-    eligibility vectors of the last step: :math:`e_t = \frac{\partial z_t}{\partial
-    h_{t-1}} \epsilon_{t-1} + \frac{\partial z_t}{\partial\theta}` (for LIF,
-    :math:`\psi_t(\lambda\epsilon_{t-1} + x_t)`)."""
-    weight = jnp.einsum("mi,mij->ij", local.y_state, trace.weight) + jnp.outer(local.y_input, x)
-    bias = None
-    if trace.bias is not None:
-        bias = jnp.einsum("mi,mi->i", local.y_state, trace.bias) + local.y_input
-    neuron = tuple(
-        jnp.einsum("mi,mi->i", local.y_state, e) + direct
-        for e, direct in zip(trace.neuron, local.y_param)
-    )
-    return weight, bias, neuron
-
-
 def _filter(previous, current, kappa):
     return None if previous is None else kappa * previous + current
 
 
 def _hidden_layer(linear, neuron, view, traces: EPropLayerTraces, local, x, s_prev, signal, kappa):
     """Advance one hidden layer's traces and return its gradient :math:`L_t \\odot \\bar e_t`."""
-    weight, bias, neuron_e = eligibility_trace(traces.eligibility, local, x)
+    # e-prop's eligibility trace e_t = dz_t/dθ from the vectors ε_{t-1} (for LIF,
+    # ψ_t(λε_{t-1} + x_t)) is OSTL's output sensitivity of the layer.
+    e = output_sensitivity(traces.eligibility, local, x)
+    weight, bias, neuron_e = e.weight, e.bias, e.neuron
     recurrent_vectors, recurrent = None, None
     if traces.recurrent is not None:  # the presynaptic input is z_(t-1)
         recurrent_vectors = LayerEligibility(weight=traces.recurrent, bias=None, neuron=())
-        recurrent = eligibility_trace(recurrent_vectors, local, s_prev)[0]
+        recurrent = output_sensitivity(recurrent_vectors, local, s_prev).weight
     old = traces.filtered
     filtered = FilteredTraces(
         weight=kappa * old.weight + weight,
