@@ -33,6 +33,8 @@ from ._neurons import (
     IzhikevichState as IzhikevichState,
     LIFState as LIFState,
     LTCState as LTCState,
+    Recurrent as Recurrent,
+    RecurrentState as RecurrentState,
     RLIFState as RLIFState,
 )
 from ._parameters import trainable as trainable, trainable_mask as trainable_mask

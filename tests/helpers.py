@@ -85,6 +85,20 @@ NEURONS = [
         lambda key: eqslax.ALIF(NEURON_SIZE, DECAYS, THRESHOLDS, 0.9, 0.5, reset_decay=False),
     ),
     ("RLIF", lambda key: eqslax.RLIF(NEURON_SIZE, DECAYS, THRESHOLDS, key=key)),
+    (
+        "Recurrent-LIF",
+        lambda key: eqslax.Recurrent(eqslax.LIF(NEURON_SIZE, DECAYS, THRESHOLDS), key=key),
+    ),
+    (
+        "Recurrent-ALIF",
+        lambda key: eqslax.Recurrent(
+            eqslax.ALIF(NEURON_SIZE, DECAYS, THRESHOLDS, 0.9, 0.5, reset_decay=False), key=key
+        ),
+    ),
+    (
+        "Recurrent-CuBaLIF",
+        lambda key: eqslax.Recurrent(eqslax.CuBaLIF(NEURON_SIZE, 0.6, DECAYS, THRESHOLDS), key=key),
+    ),
     ("LTC", lambda key: eqslax.LTC(NEURON_SIZE, key=key)),
     ("LTC-subtract", lambda key: eqslax.LTC(NEURON_SIZE, key=key, reset="subtract")),
     ("Izhikevich", lambda key: eqslax.Izhikevich(NEURON_SIZE)),

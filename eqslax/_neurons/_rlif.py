@@ -34,6 +34,11 @@ class RLIF(AbstractSpikingPopulation):
 
     then the reset of :class:`AbstractSpikingPopulation`. Units are coupled, so
     diagonal online rules (OSTL, OTTT) reject this neuron; RTRL handles it exactly.
+
+    This is the same model as ``Recurrent(LIF(...), weight=W)`` (the general composition,
+    which also makes recurrent ALIF and CuBaLIF): equal outputs and gradients for equal
+    weights. It is kept as its own class because its flat state ``(v, s)`` and field
+    ``recurrent_weight`` are what existing code (e-prop, NeuroBench counts) reads.
     """
 
     elementwise: ClassVar[bool] = False
