@@ -17,7 +17,9 @@ def _unroll(model, xs, window: int | None, checkpoint: bool, state=None):
     final state (``state``: the state before the first step, default the model's).
 
     With ``window`` k, the carried state is passed through ``stop_gradient`` before
-    steps 0, k, 2k, ...: gradients never cross a window boundary.
+    steps k, 2k, ...: gradients never cross a window boundary. The initial state is not
+    cut: when it depends on a parameter (``Izhikevich`` starts at ``v = c``), that path
+    belongs to the first window, as in BPTT.
     """
     if state is None:
         state = initial_state(model, xs[0])
@@ -25,7 +27,7 @@ def _unroll(model, xs, window: int | None, checkpoint: bool, state=None):
     def step(state, inputs):
         t, x = inputs
         if window is not None:
-            cut = t % window == 0
+            cut = (t % window == 0) & (t > 0)
             state = jtu.tree_map(lambda s: jnp.where(cut, jax.lax.stop_gradient(s), s), state)
         return step_layers(model, state, x)
 
@@ -46,12 +48,18 @@ def sequence_loss(model, loss: AbstractLoss, xs, ys, window=None, checkpoint=Fal
     return jnp.mean(losses), outputs
 
 
-def segment_loss(model, loss: AbstractLoss, xs, ys, states):
+def segment_loss(model, loss: AbstractLoss, xs, ys, states, first=False):
     """Batch-mean per-step loss of a segment started from (detached) batched ``states``;
-    returns ``(loss, (outputs, final_states))``."""
+    returns ``(loss, (outputs, final_states))``. The ``first`` segment starts from the
+    model's initial state instead, keeping its gradient path to the parameters."""
 
     def one(x, y, state):
-        outputs, _, final = _unroll(model, x, None, False, jax.lax.stop_gradient(state))
+        start = jtu.tree_map(
+            lambda carried, h0: jnp.where(first, h0, jax.lax.stop_gradient(carried)),
+            state,
+            initial_state(model, x[0]),
+        )
+        outputs, _, final = _unroll(model, x, None, False, start)
         return loss(outputs, y), outputs, final
 
     losses, outputs, finals = jax.vmap(one)(xs, ys, states)
@@ -91,7 +99,10 @@ class TruncatedBPTT(AbstractLearningRule):
 
     where :math:`\mathcal L_w` holds the loss terms of window :math:`w`. Needs a
     per-step loss, since an accumulated loss spans every window. ``window = T`` is
-    exactly BPTT; ``window = 1`` keeps only the instantaneous gradient.
+    exactly BPTT; ``window = 1`` keeps only the instantaneous gradient. The initial state
+    :math:`h_0(\theta)` is not a window boundary: its dependence on the parameters (e.g.
+    ``Izhikevich(train_parameters=True)`` starts at :math:`v_0 = c, u_0 = bc`) reaches
+    the first window's gradient, as in BPTT and RTRL.
     """
 
     window: int = eqx.field(static=True)

@@ -28,7 +28,8 @@ class FPTT(eqx.Module):
     r"""FPTT's hyperparameters; train with :func:`train_fptt`.
 
     The sequence is cut into ``segments`` :math:`K` of equal length. At segment
-    :math:`t` the carried state is detached, the segment loss :math:`\ell_t(W)` (the
+    :math:`t` the carried state is detached (the first segment starts from the initial
+    state as a function of the parameters, as BPTT does), the segment loss :math:`\ell_t(W)` (the
     per-step loss averaged over the segment's steps and the batch) is augmented by the
     dynamic regulariser whose gradient is
 
@@ -117,12 +118,16 @@ class FPTTStep(AbstractTrainStep):
             )
 
 
-def _segment_gradient(fptt, loss, model, params, static, carry_states, traces, xs, ys):
-    """Gradient of one segment's loss, its outputs, and the carried states/traces."""
+def _segment_gradient(fptt, loss, model, params, static, carry_states, traces, xs, ys, first):
+    """Gradient of one segment's loss, its outputs, and the carried states/traces.
+
+    The ``first`` segment starts from the initial state as a function of the parameters.
+    """
     if fptt.rule is None:
 
         def objective(params):
-            return segment_loss(eqx.combine(params, static), loss, xs, ys, carry_states)
+            model = eqx.combine(params, static)
+            return segment_loss(model, loss, xs, ys, carry_states, first)
 
         (value, (outputs, states)), grads = jax.value_and_grad(objective, has_aux=True)(params)
         return grads, value, outputs, states, traces
@@ -157,11 +162,12 @@ def _fptt_step(step: FPTTStep, model, state, xs, ys):
     batch, steps = xs.shape[:2]
     segments = xs.reshape(batch, fptt.segments, steps // fptt.segments, *xs.shape[2:])
 
-    def body(carry, segment):
+    def body(carry, inputs):
         params, opt_state, memory, states, traces = carry
+        index, segment = inputs
         current = eqx.combine(params, static)
         grads, value, outputs, states, traces = _segment_gradient(
-            fptt, loss, current, params, static, states, traces, segment, ys
+            fptt, loss, current, params, static, states, traces, segment, ys, index == 0
         )
         grads = jtu.tree_map(jnp.add, grads, fptt.regulariser_grad(params, memory))
         updates, opt_state = step.optimizer.update(grads, opt_state, params)
@@ -171,7 +177,7 @@ def _fptt_step(step: FPTTStep, model, state, xs, ys):
 
     carry = (params, state.optimizer, memory, states, traces)
     (params, opt_state, memory, _, _), (outputs, values) = jax.lax.scan(
-        body, carry, jnp.moveaxis(segments, 1, 0)
+        body, carry, (jnp.arange(fptt.segments), jnp.moveaxis(segments, 1, 0))
     )
     outputs = jnp.moveaxis(outputs, 0, 1).reshape(batch, steps, *outputs.shape[3:])
     model = eqx.combine(params, static)

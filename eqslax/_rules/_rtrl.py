@@ -29,18 +29,32 @@ class RTRL(AbstractOnlineRule):
 
     Both brackets are forward-mode JVPs of the step along the tangents
     :math:`(M_{t-1} e_p, e_p)`, one per parameter :math:`p`, evaluated in chunks of
-    ``chunk_size`` columns to bound memory. Memory :math:`O(SP)` per sample, independent
-    of the sequence length; compute :math:`O(P)` JVPs per step. With a per-step loss
-    and no mid-sequence updates, ``grad`` equals BPTT's exactly.
+    ``chunk_size`` columns to bound memory. The influence starts at
+    :math:`M_0 = \partial h_0/\partial\theta` (nonzero when the initial state depends on a
+    trainable parameter), so the gradient through :math:`h_0` is kept as in BPTT.
+    Memory :math:`O(SP)` per sample, independent of the sequence length; compute
+    :math:`O(P)` JVPs per step. With a per-step loss and no mid-sequence updates,
+    ``grad`` equals BPTT's exactly.
     """
 
     chunk_size: int = eqx.field(static=True, default=512)
 
     def init_traces(self, model, state):
-        params, _ = split_trainable(model)
-        n_params = ravel_pytree(params)[0].size
+        r""":math:`M_0 = \partial h_0 / \partial\theta`: zero unless the initial state
+        depends on a parameter (``Izhikevich`` starts at :math:`v_0 = c, u_0 = bc`)."""
+        params, static = split_trainable(model)
+        flat_p, unravel_p = ravel_pytree(params)
         flat_state = ravel_pytree(state)[0]
-        return RTRLTraces(jnp.zeros((flat_state.size, n_params), flat_state.dtype))
+
+        def initial(p):
+            h0 = eqx.combine(unravel_p(p), static).init_state()
+            # cast to the carried dtypes, as `initial_state` does
+            h0 = jax.tree_util.tree_map(lambda h, s: jnp.asarray(h, s.dtype), h0, state)
+            return ravel_pytree(h0)[0]
+
+        if not flat_p.size:
+            return RTRLTraces(jnp.zeros((flat_state.size, 0), flat_state.dtype))
+        return RTRLTraces(jax.jacfwd(initial)(flat_p).astype(flat_state.dtype))
 
     def step(self, model, state, traces, x, label, loss):
         params, static = split_trainable(model)
