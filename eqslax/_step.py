@@ -3,8 +3,9 @@
 import abc
 
 import equinox as eqx
+import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import Array, Bool, Float, Int, PyTree
 
 from ._losses import AbstractLoss
 from ._neurons import AbstractNeuron
@@ -13,11 +14,14 @@ from ._rules._base import check_batch
 
 
 class TrainState(eqx.Module):
-    """What a training step carries besides the model: the optimiser's state and the
-    learning rule's state."""
+    """What a training step carries besides the model: the optimiser's state, the
+    learning rule's state, and ``nonfinite``: whether the step that returned this state
+    met a NaN or an infinity in a gradient or in an updated trainable parameter (a
+    boolean scalar computed inside the jitted step; :func:`eqslax.fit` stops on it)."""
 
     optimizer: PyTree
     rule: PyTree
+    nonfinite: Bool[Array, ""] = eqx.field(default_factory=lambda: jnp.asarray(False))
 
 
 def check_optimizer(optimizer, owner: str) -> None:

@@ -3,6 +3,7 @@
 import equinox as eqx
 import optax
 
+from ._finite import any_nonfinite
 from ._losses import AbstractLoss
 from ._neurons import AbstractNeuron
 from ._parameters import trainable
@@ -29,7 +30,8 @@ def _offline_step(step: OfflineStep, model, state: TrainState, xs, ys):
     grads, rule_state, aux = step.rule.update(model, state.rule, step.loss, xs, ys)
     updates, opt_state = step.optimizer.update(grads, state.optimizer, trainable(model))
     model = eqx.apply_updates(model, updates)
-    return model, TrainState(opt_state, rule_state), aux.outputs, aux.loss
+    bad = any_nonfinite(grads, trainable(model))
+    return model, TrainState(opt_state, rule_state, bad), aux.outputs, aux.loss
 
 
 def train_offline(
@@ -54,4 +56,9 @@ def train_offline(
     check_optimizer(optimizer, "train_offline")
     if not isinstance(loss, AbstractLoss):
         raise TypeError(f"train_offline: `loss` must be an eqslax loss, got {type(loss).__name__}.")
+    if rule is not None and not isinstance(rule, AbstractLearningRule):
+        raise TypeError(
+            f"train_offline: `rule` must be a learning rule object such as eqslax.BPTT() or "
+            f"eqslax.TruncatedBPTT(20), got {rule!r} ({type(rule).__name__})."
+        )
     return OfflineStep(loss=loss, optimizer=optimizer, rule=BPTT() if rule is None else rule)

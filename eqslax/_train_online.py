@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import optax
 
+from ._finite import any_nonfinite
 from ._losses import AbstractLoss
 from ._neurons import AbstractNeuron
 from ._parameters import trainable_mask
@@ -43,7 +44,7 @@ def _online_step(step: OnlineStep, model, state: TrainState, xs, ys):
     model_states, traces = jax.vmap(lambda x: rule.start(model, x[0]))(xs)
 
     def body(carry, x):
-        params, opt_state, model_states, traces = carry
+        params, opt_state, model_states, traces, bad = carry
         current = eqx.combine(params, static)
         model_states, traces, grads, y, value = jax.vmap(
             lambda s, tr, x, c: rule.step(current, s, tr, x, c, loss)
@@ -51,12 +52,16 @@ def _online_step(step: OnlineStep, model, state: TrainState, xs, ys):
         grads = jtu.tree_map(lambda g: jnp.mean(g, axis=0), grads)
         updates, opt_state = step.optimizer.update(grads, opt_state, params)
         params = eqx.apply_updates(params, updates)
-        return (params, opt_state, model_states, traces), (y, jnp.mean(value))
+        bad = bad | any_nonfinite(grads)
+        return (params, opt_state, model_states, traces, bad), (y, jnp.mean(value))
 
-    carry = (params, state.optimizer, model_states, traces)
-    (params, opt_state, _, _), (outputs, values) = jax.lax.scan(body, carry, jnp.moveaxis(xs, 1, 0))
+    carry = (params, state.optimizer, model_states, traces, jnp.asarray(False))
+    (params, opt_state, _, _, bad), (outputs, values) = jax.lax.scan(
+        body, carry, jnp.moveaxis(xs, 1, 0)
+    )
     model = eqx.combine(params, static)
-    return model, TrainState(opt_state, state.rule), jnp.moveaxis(outputs, 0, 1), jnp.mean(values)
+    new_state = TrainState(opt_state, state.rule, bad | any_nonfinite(params))
+    return model, new_state, jnp.moveaxis(outputs, 0, 1), jnp.mean(values)
 
 
 def _check(model, rule, loss, optimizer, owner):

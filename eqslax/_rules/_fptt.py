@@ -7,6 +7,7 @@ import jax.tree_util as jtu
 import optax
 from jaxtyping import PyTree
 
+from .._finite import any_nonfinite
 from .._losses import AbstractLoss
 from .._neurons import AbstractNeuron
 from .._parameters import trainable_mask
@@ -163,7 +164,7 @@ def _fptt_step(step: FPTTStep, model, state, xs, ys):
     segments = xs.reshape(batch, fptt.segments, steps // fptt.segments, *xs.shape[2:])
 
     def body(carry, inputs):
-        params, opt_state, memory, states, traces = carry
+        params, opt_state, memory, states, traces, bad = carry
         index, segment = inputs
         current = eqx.combine(params, static)
         grads, value, outputs, states, traces = _segment_gradient(
@@ -173,15 +174,17 @@ def _fptt_step(step: FPTTStep, model, state, xs, ys):
         updates, opt_state = step.optimizer.update(grads, opt_state, params)
         params = eqx.apply_updates(params, updates)
         memory = fptt.advance(params, memory)
-        return (params, opt_state, memory, states, traces), (outputs, value)
+        bad = bad | any_nonfinite(grads)
+        return (params, opt_state, memory, states, traces, bad), (outputs, value)
 
-    carry = (params, state.optimizer, memory, states, traces)
-    (params, opt_state, memory, _, _), (outputs, values) = jax.lax.scan(
+    carry = (params, state.optimizer, memory, states, traces, jnp.asarray(False))
+    (params, opt_state, memory, _, _, bad), (outputs, values) = jax.lax.scan(
         body, carry, (jnp.arange(fptt.segments), jnp.moveaxis(segments, 1, 0))
     )
     outputs = jnp.moveaxis(outputs, 0, 1).reshape(batch, steps, *outputs.shape[3:])
     model = eqx.combine(params, static)
-    return model, TrainState(opt_state, memory), outputs, jnp.mean(values)
+    bad = bad | any_nonfinite(params)
+    return model, TrainState(opt_state, memory, bad), outputs, jnp.mean(values)
 
 
 def train_fptt(
@@ -196,6 +199,11 @@ def train_fptt(
     if not isinstance(fptt, FPTT):
         raise TypeError(f"train_fptt: `fptt` must be an FPTT(...), got {type(fptt).__name__}.")
     check_per_step(loss, "train_fptt")
+    if fptt.rule is not None and not isinstance(fptt.rule, AbstractOnlineRule):
+        raise TypeError(
+            f"train_fptt: `fptt.rule` must be None (BPTT within segments) or an online rule "
+            f"object such as eqslax.OSTL(), got {fptt.rule!r} ({type(fptt.rule).__name__})."
+        )
     if fptt.rule is not None:
         fptt.rule.init_traces(model, model.init_state())
     return FPTTStep(fptt=fptt, loss=loss, optimizer=optimizer)
