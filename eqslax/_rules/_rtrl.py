@@ -1,11 +1,15 @@
 """Real-time recurrent learning (Williams & Zipser 1989): exact, forward in time."""
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float, PyTree
 
+from .._connect import ConnectState
 from ._online import AbstractOnlineRule, split_trainable
 
 
@@ -35,9 +39,28 @@ class RTRL(AbstractOnlineRule):
     Memory :math:`O(SP)` per sample, independent of the sequence length; compute
     :math:`O(P)` JVPs per step. With a per-step loss and no mid-sequence updates,
     ``grad`` equals BPTT's exactly.
+
+    ``diagonal=True`` is the SnAp-1 / diagonal RTRL approximation (Menick et al. 2021):
+    the state Jacobian :math:`D_t = \partial f_h/\partial h` is masked to blocks, one
+    per unit :math:`(l, i)` of each layer :math:`l` (the entries coupling the state
+    variables of unit :math:`i` of layer :math:`l` with each other, e.g. ALIF's
+    :math:`v_i` and :math:`a_i`, and with :math:`y_{t-1,i}` carried by a
+    :class:`Recurrent` layer or a ``cat`` self-edge, so :math:`W_{rec,ii}` is kept):
+
+    .. math::
+        M_t = (D_t \odot B) M_{t-1} + \frac{\partial f_h}{\partial\theta}, \qquad
+        B_{ab} = [\mathrm{unit}(a) = \mathrm{unit}(b)]
+
+    (see :func:`unit_blocks`). The output sensitivity
+    :math:`\partial f_y/\partial h\, M_{t-1} + \partial f_y/\partial\theta` stays
+    exact, so the approximation enters only through the carried influence. :math:`D_t`
+    is built explicitly, :math:`S` more JVPs per step; the influence is kept dense (no
+    memory is saved). On feed-forward layers of elementwise neurons :math:`D_t` is
+    already block diagonal and the rule equals full RTRL.
     """
 
     chunk_size: int = eqx.field(static=True, default=512)
+    diagonal: bool = eqx.field(static=True, default=False)
 
     def init_traces(self, model, state):
         r""":math:`M_0 = \partial h_0 / \partial\theta`: zero unless the initial state
@@ -67,9 +90,20 @@ class RTRL(AbstractOnlineRule):
 
         (h_new, y), linear = jax.linearize(f, flat_h, flat_p)
         influence, dy = self._propagate(linear, traces.influence, flat_p)
+        if self.diagonal:
+            influence = influence - self._off_block(linear, state, flat_h, flat_p) @ (
+                traces.influence
+            )
         value, g_y = jax.value_and_grad(lambda y: loss.step(y, label))(y)
         grad = jnp.tensordot(g_y, dy, axes=g_y.ndim)
         return unravel_h(h_new), RTRLTraces(influence), unravel_p(grad), y, value
+
+    def _off_block(self, linear, state, flat_h, flat_p) -> Float[Array, "state state"]:
+        """:math:`D_t \\odot (1 - B)`: the state Jacobian's entries between units."""
+        zero_p = jnp.zeros_like(flat_p)
+        eye = jnp.eye(flat_h.size, dtype=flat_h.dtype)
+        columns, _ = jax.vmap(lambda e: linear(e, zero_p))(eye)  # row s = D e_s
+        return jnp.where(jnp.asarray(unit_blocks(state)), 0.0, columns.T)
 
     def _propagate(self, linear, influence, flat_p):
         """Columns ``p`` of ``[M_t; dy/dθ]`` = ``linear(M_{t-1} e_p, e_p)``, in chunks."""
@@ -87,3 +121,36 @@ class RTRL(AbstractOnlineRule):
         dh = dh.reshape(-1, *dh.shape[2:])[:n]
         dy = dy.reshape(-1, *dy.shape[2:])[:n]
         return jnp.moveaxis(dh, 0, -1), jnp.moveaxis(dy, 0, -1)
+
+
+def _unit_keys(tree: PyTree, layer: tuple[int, ...], keys: list) -> None:
+    leaves = jax.tree_util.tree_leaves(tree, is_leaf=lambda x: isinstance(x, ConnectState))
+    for leaf in leaves:
+        if isinstance(leaf, ConnectState):
+            for index, sub in enumerate(leaf.layers):
+                _unit_keys(sub, layer + (index,), keys)
+            for index in sorted(leaf.delayed):
+                _unit_keys(leaf.delayed[index], layer + (index,), keys)
+        else:
+            keys.extend((layer, unit) for unit in range(math.prod(jnp.shape(leaf))))
+
+
+def unit_blocks(state: PyTree) -> Bool[np.ndarray, "state state"]:
+    r"""The block mask :math:`B` of ``RTRL(diagonal=True)`` over the flattened state.
+
+    Entry :math:`(a, b)` is ``True`` when state entries :math:`a` and :math:`b` belong to
+    the same unit: the same layer (a :class:`Connect` layer, nested ones by their path;
+    a recurrent edge's carried source counts as its source layer; a model that is not a
+    ``Connect`` is one layer) and the same flat position within their state leaves.
+    """
+    keys: list = []
+    _unit_keys(state, (), keys)
+    size = ravel_pytree(state)[0].size
+    if len(keys) != size:
+        raise ValueError(
+            f"RTRL(diagonal=True): the state has {size} entries but {len(keys)} were "
+            "assigned to units; a state leaf is not an array."
+        )
+    ids = {key: n for n, key in enumerate(dict.fromkeys(keys))}
+    labels = np.array([ids[key] for key in keys])
+    return labels[:, None] == labels[None, :]
