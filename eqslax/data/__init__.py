@@ -1,5 +1,6 @@
-"""Datasets: spiking random-manifold (Randman) classification tasks."""
+"""Datasets: spiking random-manifold (Randman) tasks and event-stream binning."""
 
+from ._events import bin_events as bin_events
 from ._manifold import (
     RandomManifold as RandomManifold,
     frequency_cutoff as frequency_cutoff,
