@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from eqslax.data import bin_events
+from eqslax.data import NMNIST_SENSOR, bin_events, read_nmnist, read_nmnist_split
 
 DTYPE = [("t", np.int64), ("x", np.int16), ("y", np.int16), ("p", np.int8)]
 
@@ -90,3 +90,42 @@ def test_benchmark_runs_and_agrees_with_the_loop():
 
     results = data.main(["--events", "2000", "--loop-events", "300", "--repeats", "1"])
     assert results["agrees_with_loop"] and results["bin_events_per_s"] > 0
+
+
+def _write_nmnist(path, events):
+    """Encode events in N-MNIST's 5-byte layout, independently of the reader."""
+    raw = bytearray()
+    for x, y, p, t in events:
+        word = (p << 23) | t
+        raw += bytes([x, y, word >> 16, (word >> 8) & 0xFF, word & 0xFF])
+    path.write_bytes(bytes(raw))
+
+
+NMNIST_EVENTS = [(0, 0, 0, 0), (33, 5, 1, 1), (7, 33, 1, 2**23 - 1), (12, 20, 0, 300_017)]
+
+
+def test_read_nmnist_decodes_a_generated_file(tmp_path):
+    path = tmp_path / "00001.bin"
+    _write_nmnist(path, NMNIST_EVENTS)
+    events = read_nmnist(path)
+    assert [tuple(int(v) for v in e) for e in events[["x", "y", "p", "t"]]] == NMNIST_EVENTS
+    frames = bin_events(events, NMNIST_SENSOR, n_bins=2)
+    assert frames.shape == (2, 2, 34, 34) and frames.sum() == 4 and frames[1, 1, 33, 7] == 1
+
+
+def test_read_nmnist_split_and_errors(tmp_path):
+    for digit, name in [(3, "b.bin"), (3, "a.bin"), (0, "z.bin")]:
+        (tmp_path / "Train" / str(digit)).mkdir(parents=True, exist_ok=True)
+        _write_nmnist(tmp_path / "Train" / str(digit) / name, NMNIST_EVENTS[: digit + 1])
+    samples = read_nmnist_split(tmp_path, "train")
+    assert [label for _, label in samples] == [0, 3, 3]
+    assert [len(events) for events, _ in samples] == [1, 4, 4]
+    with pytest.raises(FileNotFoundError, match="Test.*garrickorchard"):
+        read_nmnist_split(tmp_path, "test")
+    with pytest.raises(FileNotFoundError, match="missing.bin.*garrickorchard"):
+        read_nmnist(tmp_path / "missing.bin")
+    with pytest.raises(ValueError, match="split"):
+        read_nmnist_split(tmp_path, "valid")
+    (tmp_path / "short.bin").write_bytes(b"\x00" * 7)
+    with pytest.raises(ValueError, match="short.bin.*multiple of the 5 bytes"):
+        read_nmnist(tmp_path / "short.bin")

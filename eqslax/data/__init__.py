@@ -6,4 +6,10 @@ from ._manifold import (
     frequency_cutoff as frequency_cutoff,
     make_manifold as make_manifold,
 )
+from ._nmnist import (
+    EVENT_DTYPE as EVENT_DTYPE,
+    NMNIST_SENSOR as NMNIST_SENSOR,
+    read_nmnist as read_nmnist,
+    read_nmnist_split as read_nmnist_split,
+)
 from ._randman import RandmanSplit as RandmanSplit, randman as randman
