@@ -346,6 +346,77 @@ def test_snntorch_convention_reproduces_leaky():
     np.testing.assert_array_equal(_outputs(model, xs), expected)
 
 
+def _snntorch_atan_spike(alpha=2.0):
+    """snnTorch's default ATan: H(x) forward, (alpha/2) / (1 + (pi alpha x / 2)^2) back."""
+
+    @jax.custom_jvp
+    def spike(x):
+        return (x >= 0).astype(x.dtype)
+
+    @spike.defjvp
+    def _(primals, tangents):
+        (x,), (dx,) = primals, tangents
+        return spike(x), dx * (alpha / 2) / (1 + (jnp.pi * alpha * x / 2) ** 2)
+
+    return spike
+
+
+def _snntorch_loss(params, beta, threshold, xs, label):
+    """snnTorch's Leaky trained as snnTorch trains it: the reset term detached.
+
+    Both layers share ``beta`` and ``threshold``."""
+    spike = _snntorch_atan_spike()
+    (w1, b1), (w2, b2) = params
+
+    def step(mems, x):
+        h, new = x, []
+        for mem, (w, b) in zip(mems, ((w1, b1), (w2, b2))):
+            reset = jax.lax.stop_gradient(spike(mem - threshold))
+            mem = beta * mem + (w @ h + b) - threshold * reset
+            new.append(mem)
+            h = spike(mem - threshold)
+        return new, h
+
+    _, out = jax.lax.scan(step, [jnp.zeros(b1.shape), jnp.zeros(b2.shape)], xs)
+    return jnp.mean(jax.vmap(eqslax.PerStep().step, in_axes=(0, None))(out, label))
+
+
+def test_snntorch_convention_trains_like_snntorch():
+    rng = np.random.default_rng(2)
+    fc1 = (rng.normal(size=(6, 4)) * 1.5, rng.normal(size=6) * 0.1)
+    fc2 = (rng.normal(size=(3, 6)) * 1.5, rng.normal(size=3) * 0.1)
+    beta, threshold = 0.875, 1.0
+    nodes = {
+        "input": nir.Input(np.array([1, 4])),
+        "0": nir.Affine(weight=fc1[0], bias=fc1[1]),
+        "1": _snntorch_lif(beta, threshold),
+        "2": nir.Affine(weight=fc2[0], bias=fc2[1]),
+        "3": _snntorch_lif(beta, threshold),
+        "output": nir.Output(np.array([1, 3])),
+    }
+    edges = [("input", "0"), ("0", "1"), ("1", "2"), ("2", "3"), ("3", "output")]
+    graph = nir.NIRGraph(nodes, edges, type_check=False)
+    model = from_nir(graph, convention="snntorch")
+    assert model.layers[1].detach_reset and isinstance(model.layers[1].surrogate, eqslax.Arctan)
+    xs, label = _inputs()[None], jnp.array([1])
+    got = eqslax.BPTT().grad(model, eqslax.PerStep(), xs, label)
+    params = tuple((jnp.asarray(w), jnp.asarray(b)) for w, b in (fc1, fc2))
+    read_beta = model.layers[1].decay  # 0.875 after the float32 tau in the file
+    want = jax.grad(_snntorch_loss)(params, read_beta, threshold, xs[0], label[0])
+    for layer, (w, b) in zip((got.layers[0], got.layers[2]), want):
+        np.testing.assert_allclose(layer.weight, w, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(layer.bias, b, rtol=1e-10, atol=1e-13)
+    assert float(jnp.linalg.norm(want[0][0])) > 0
+    # told otherwise, it trains as told
+    other = from_nir(graph, convention="snntorch", detach_reset=False, surrogate=eqslax.Sigmoid())
+    assert not other.layers[1].detach_reset and isinstance(
+        other.layers[1].surrogate, eqslax.Sigmoid
+    )
+    assert not from_nir(graph).layers[1].detach_reset
+    with pytest.raises(TypeError, match="detach_reset"):
+        from_nir(graph, convention="snntorch", detach_reset=1)
+
+
 def test_snntorch_recurrent_synaptic_subgraph():
     """RSynaptic as snnTorch writes it: {input -> lif <-> w_rec, lif -> output}, w_rec with
     a bias (folded into the layer before): syn_t = a syn + I_t + W s_{t-1} + b."""

@@ -19,8 +19,11 @@ nothing. A :class:`Convention` records such differences.
 """
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
+
+from .._surrogate import AbstractSurrogate, Arctan
 
 # A gain within this relative distance of one is one: float32 files carry ~1e-7 rounding.
 GAIN_RTOL = 1e-6
@@ -34,6 +37,8 @@ class Convention:
     - ``euler_gain``: read ``r`` (and ``w_in``) as the Euler input gain
       :math:`g = R\\Delta t/\\tau`; ``False`` ignores them (Spyx writes ``r = beta``).
     - ``reset``, ``reset_decay``: the reset its spiking nodes mean when a node does not say.
+    - ``detach_reset``, ``surrogate``: how it trains: the reset's gradient cut or kept,
+      and its default spike function (``None``: eqslax's default, ``FastSigmoid()``).
     - ``rnn_subgraphs``: read a four-node sub-graph ``{Input, neuron, Linear, Output}`` as
       a recurrent layer whatever its edges (snnTorch's importer and Spyx's exporter point
       the sub-graph's input at the recurrent weight, not at the neuron).
@@ -45,13 +50,16 @@ class Convention:
     reset: str
     reset_decay: bool
     rnn_subgraphs: bool
+    detach_reset: bool = False
+    surrogate: Callable[[], AbstractSurrogate] | None = None
 
 
 CONVENTIONS = {
     # NIR read literally (reset to v_reset at the spike), with eqslax's metadata if present.
     "eqslax": Convention("eqslax", 1e-4, True, "zero", True, False),
-    # snnTorch's Leaky/Synaptic defaults: subtractive reset of the previous step's spike.
-    "snntorch": Convention("snntorch", 1e-4, True, "subtract", False, True),
+    # snnTorch's Leaky/Synaptic defaults: subtractive reset of the previous step's spike,
+    # its gradient cut (snnTorch detaches the reset), and its default ATan surrogate.
+    "snntorch": Convention("snntorch", 1e-4, True, "subtract", False, True, True, Arctan),
     # Spyx's LIF/IF/CuBaLIF: subtractive reset of the spike of the carried membrane.
     "spyx": Convention("spyx", 1.0, False, "subtract", False, True),
 }

@@ -19,7 +19,7 @@ from ._graph import chain, flatten
 from ._nodes import Layer, Options, first_input_shape, node_to_layer, strip_batch_axes
 
 
-def _options(graph, dt, convention, reset, reset_decay, surrogate) -> Options:
+def _options(graph, dt, convention, reset, reset_decay, surrogate, detach_reset) -> Options:
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"from_nir: `graph` must be a nir.NIRGraph, got {type(graph).__name__}.")
     check_choice(convention, "convention", tuple(CONVENTIONS), "from_nir")
@@ -32,11 +32,17 @@ def _options(graph, dt, convention, reset, reset_decay, surrogate) -> Options:
             f"from_nir: `surrogate` must be an eqslax surrogate or None, got "
             f"{type(surrogate).__name__}."
         )
+    if detach_reset is not None and not isinstance(detach_reset, bool):
+        raise TypeError(f"from_nir: `detach_reset` must be a bool or None, got {detach_reset!r}.")
+    rules = CONVENTIONS[convention]
+    if surrogate is None and rules.surrogate is not None:
+        surrogate = rules.surrogate()
+    detach_reset = rules.detach_reset if detach_reset is None else detach_reset
     if dt is None:
         written = (graph.metadata or {}).get(DT_KEY) if convention == "eqslax" else None
         dt = CONVENTIONS[convention].dt if written is None else float(written)
     dt = check_dt(dt, "from_nir")
-    return Options(dt, CONVENTIONS[convention], reset, reset_decay, surrogate)
+    return Options(dt, rules, reset, reset_decay, surrogate, detach_reset)
 
 
 def _projection_weight(flat, projection, layers, shapes) -> tuple[np.ndarray, np.ndarray | None]:
@@ -162,6 +168,7 @@ def from_nir(
     reset: str | None = None,
     reset_decay: bool | None = None,
     surrogate: AbstractSurrogate | None = None,
+    detach_reset: bool | None = None,
 ) -> Connect:
     r"""Build a :class:`~eqslax.Connect` that computes what ``graph`` describes.
 
@@ -195,20 +202,28 @@ def from_nir(
         (``eqslax.reset``, ``eqslax.reset_decay``, written by :func:`to_nir`) says otherwise.
       * ``"snntorch"``: files from ``snntorch.export_to_nir``: ``Leaky``/``Synaptic``
         defaults, ``reset="subtract"`` of the previous step's spike (``reset_decay=False``);
-        four-node recurrent sub-graphs read as ``RLeaky``/``RSynaptic``.
+        four-node recurrent sub-graphs read as ``RLeaky``/``RSynaptic``. It also trains
+        like snnTorch: the reset is detached (``detach_reset=True``; snnTorch cuts the
+        reset's gradient) and the surrogate is snnTorch's default ``ATan``,
+        ``Arctan(alpha=2)``: :math:`\sigma'(x) = \frac{\alpha/2}{1 + (\pi\alpha x/2)^2}`
+        with :math:`\alpha = 2`, :math:`x = v - \vartheta`.
       * ``"spyx"``: files from ``spyx.nir.to_nir``: ``r`` and ``w_in`` ignored (Spyx writes
         ``r = beta``), ``dt = 1``, ``reset="subtract"``, ``reset_decay=False``. Spyx's
         neurons emit the spike of the carried membrane, so Spyx's spikes lag eqslax's by
-        one step per layer (the membranes agree); Spyx's ``CuBaLIF`` subtracts its reset
-        twice, which no eqslax neuron does.
+        one step per layer. Only the first layer's membranes agree; each deeper layer
+        receives its input one step later, so its membranes lag one more step. Spyx's
+        ``CuBaLIF`` subtracts its reset twice, which no eqslax neuron does.
     - ``reset``, ``reset_decay``: override the reset of every spiking node.
-    - ``surrogate``: spike function of the spiking neurons (default ``FastSigmoid()``).
+    - ``surrogate``: spike function of the spiking neurons (default: the convention's,
+      ``Arctan(2)`` for snnTorch, else ``FastSigmoid()``).
+    - ``detach_reset``: cut the reset's gradient (default: the convention's, ``True`` for
+      snnTorch, else ``False``).
 
     **Returns:** a ``Connect``; constants are per neuron and frozen (neuron defaults).
     Unsupported node types raise ``TypeError`` naming the node; parameters or topology
     eqslax cannot express raise ``ValueError`` naming the node.
     """
-    options = _options(graph, dt, convention, reset, reset_decay, surrogate)
+    options = _options(graph, dt, convention, reset, reset_decay, surrogate, detach_reset)
     flat = flatten(graph, options.convention)
     names, projections = chain(flat)
     layers, shapes = _layers(flat, names, options)
@@ -226,6 +241,7 @@ def load_nir(
     reset: str | None = None,
     reset_decay: bool | None = None,
     surrogate: AbstractSurrogate | None = None,
+    detach_reset: bool | None = None,
 ) -> Connect:
     """``from_nir(nir.read(path), ...)``: read a NIR HDF5 file (NIR's type checks on)."""
     return from_nir(
@@ -235,4 +251,5 @@ def load_nir(
         reset=reset,
         reset_decay=reset_decay,
         surrogate=surrogate,
+        detach_reset=detach_reset,
     )

@@ -31,6 +31,7 @@ class Options:
     reset: str | None
     reset_decay: bool | None
     surrogate: object
+    detach_reset: bool = False
 
 
 @dataclasses.dataclass
@@ -112,6 +113,7 @@ def _spiking(kind, node, options, where, shape, gain, **decays):
         **{name: _floats(value) for name, value in decays.items()},
         threshold=_floats(threshold),
         surrogate=options.surrogate,
+        detach_reset=options.detach_reset,
         reset=reset,
         reset_decay=reset_decay,
     )
