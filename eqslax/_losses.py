@@ -25,7 +25,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float, Int, PyTree
 
 from ._checks import check_choice
 
@@ -50,6 +50,20 @@ class AbstractLoss(eqx.Module):
     @abc.abstractmethod
     def predict(self, outputs: Float[Array, "time ..."]) -> Int[Array, ""]:
         """The class this loss's readout assigns to one sample."""
+
+    def target_at(self, target: PyTree, t: Int[Array, ""]) -> PyTree:
+        """The target of step $t$ of one sample, as online rules hand it to `step`.
+
+        **Arguments:**
+
+        - `target`: the target of one sample, as given to the rule or driver.
+        - `t`: the step index, $0 \\le t < T$ (a traced integer).
+
+        The default returns `target` unchanged: one label for the whole sequence. A loss
+        that takes a target per step overrides it (e.g. to return `target[t]`).
+        """
+        del t
+        return target
 
 
 class PerStep(AbstractLoss):

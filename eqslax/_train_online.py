@@ -10,7 +10,7 @@ from ._finite import any_nonfinite
 from ._losses import AbstractLoss
 from ._neurons import AbstractNeuron
 from ._parameters import trainable_mask
-from ._rules._online import AbstractOnlineRule, check_per_step
+from ._rules._online import AbstractOnlineRule, batch_step, check_per_step
 from ._simulate import check_model
 from ._step import AbstractTrainStep, TrainState, check_optimizer
 from ._train import OfflineStep
@@ -43,12 +43,12 @@ def _online_step(step: OnlineStep, model, state: TrainState, xs, ys):
     params, static = eqx.partition(model, trainable_mask(model))
     model_states, traces = jax.vmap(lambda x: rule.start(model, x[0]))(xs)
 
-    def body(carry, x):
+    def body(carry, t):
         params, opt_state, model_states, traces, bad = carry
         current = eqx.combine(params, static)
-        model_states, traces, grads, y, value = jax.vmap(
-            lambda s, tr, x, c: rule.step(current, s, tr, x, c, loss)
-        )(model_states, traces, x, ys)
+        model_states, traces, grads, y, value = batch_step(
+            rule, current, loss, model_states, traces, xs, ys, t
+        )
         grads = jtu.tree_map(lambda g: jnp.mean(g, axis=0), grads)
         updates, opt_state = step.optimizer.update(grads, opt_state, params)
         params = eqx.apply_updates(params, updates)
@@ -56,9 +56,8 @@ def _online_step(step: OnlineStep, model, state: TrainState, xs, ys):
         return (params, opt_state, model_states, traces, bad), (y, jnp.mean(value))
 
     carry = (params, state.optimizer, model_states, traces, jnp.asarray(False))
-    (params, opt_state, _, _, bad), (outputs, values) = jax.lax.scan(
-        body, carry, jnp.moveaxis(xs, 1, 0)
-    )
+    steps = jnp.arange(xs.shape[1])
+    (params, opt_state, _, _, bad), (outputs, values) = jax.lax.scan(body, carry, steps)
     model = eqx.combine(params, static)
     new_state = TrainState(opt_state, state.rule, bad | any_nonfinite(params))
     return model, new_state, jnp.moveaxis(outputs, 0, 1), jnp.mean(values)

@@ -146,3 +146,67 @@ def test_both_deferred_accumulations_give_the_same_gradient(rule):
         jax.tree_util.tree_map(lambda g: jnp.mean(g, 0) / steps, per_sample),
     )
     assert jnp.array_equal(outputs, outs)
+
+
+class RefractoryState(eqx.Module):
+    v: Float[Array, " n"]
+    count: Array  # int32: steps left in the refractory period
+
+
+class RefractoryLIF(eqslax.AbstractSpikingPopulation):
+    """LIF whose input is blocked for 2 steps after a spike, counted by an integer leaf."""
+
+    shape: tuple[int, ...] = eqx.field(static=True)
+    decay: Float[Array, ""]
+    threshold: Float[Array, ""]
+    surrogate: eqslax.AbstractSurrogate
+    reset: str = eqx.field(static=True)
+    detach_reset: bool = eqx.field(static=True)
+    reset_decay: bool = eqx.field(static=True)
+    frozen: tuple[str, ...] = eqx.field(static=True)
+
+    def __init__(self, shape: int, detach_reset: bool = True):
+        self.shape = (shape,)
+        self.decay, self.threshold = jnp.asarray(0.8), jnp.asarray(1.0)
+        self.surrogate = eqslax.FastSigmoid()
+        self.reset, self.detach_reset, self.reset_decay = "subtract", detach_reset, True
+        self.frozen = ("decay", "threshold")
+
+    def init_state(self):
+        return RefractoryState(v=jnp.zeros(self.shape), count=jnp.zeros(self.shape, jnp.int32))
+
+    def __call__(self, state, x):
+        v = self.param("decay") * state.v + jnp.where(state.count > 0, 0.0, x)
+        s, v = self.spike(v, self.param("threshold"))
+        count = jnp.where(s > 0.5, 2, jnp.maximum(state.count - 1, 0)).astype(jnp.int32)
+        return RefractoryState(v=v, count=count), s
+
+
+def refractory_problem(key, sizes, readout=False):
+    k = jax.random.split(key, 3)
+    model = feedforward(k[0], sizes, neuron=RefractoryLIF)
+    if readout:
+        layers = [*model.layers, eqx.nn.Linear(sizes[-1], 3, key=k[2]), eqslax.LI(3, decay=0.7)]
+        model = eqslax.Connect(layers)
+    return model, random_spikes(k[1], (3, 12, sizes[0]), 0.5), jnp.arange(3) % 3
+
+
+def test_integer_state_leaves_are_constants_to_every_layerwise_rule():
+    loss = eqslax.PerStep()
+    model, xs, ys = refractory_problem(jax.random.key(4), (6, 3))
+    bptt = eqslax.BPTT().grad(model, loss, xs, ys)
+    assert jnp.linalg.norm(bptt.layers[0].weight) > 0
+    assert_tree_allclose(eqslax.OSTL().grad(model, loss, xs, ys), bptt)
+    state, traces = eqslax.OSTL().start(model, xs[0, 0])
+    state, *_ = eqslax.OSTL().step(model, state, traces, xs[0, 0], ys[0], loss)
+    assert state.layers[1].count.dtype == jnp.int32
+    deep, xs2, ys2 = refractory_problem(jax.random.key(5), (6, 4, 3))
+    for rule in (eqslax.OTTT(), eqslax.OTPE(), eqslax.ApproxOTPE()):
+        grads = rule.grad(deep, loss, xs2, ys2)
+        leaves = jax.tree_util.tree_leaves(grads)
+        assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves), type(rule).__name__
+        assert any(float(jnp.max(jnp.abs(g))) > 0 for g in leaves), type(rule).__name__
+    net, xs3, ys3 = refractory_problem(jax.random.key(6), (6, 4), readout=True)
+    assert_tree_allclose(
+        eqslax.EProp().grad(net, loss, xs3, ys3), eqslax.BPTT().grad(net, loss, xs3, ys3)
+    )

@@ -17,6 +17,7 @@ from .._simulate import initial_state
 from ._base import Aux
 from ._layerwise import (
     check_layers,
+    float_dtype,
     neuron_params,
     neuron_step,
     passback,
@@ -300,7 +301,7 @@ class EProp(AbstractOnlineRule):
 
     def _traces(self, model, state, feedback) -> EPropTraces:
         pairs, views = eprop_pairs(model, self.reset_in_eligibility)
-        dtype = jtu.tree_leaves(state)[0].dtype
+        dtype = float_dtype(state)
         eligibility = init_eligibility(views, _eligibility_state(pairs, state), dtype)
         hidden = []
         for (linear, neuron), trace in zip(pairs[:-1], eligibility):

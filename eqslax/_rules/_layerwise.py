@@ -84,23 +84,59 @@ def neuron_params(neuron):
     return leaves, treedef, static
 
 
+def is_float(leaf) -> bool:
+    """A state leaf that carries gradient: inexact dtype. Integer and boolean leaves
+    (counters, flags) are constants to every rule and keep their dtype."""
+    return jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact)
+
+
+def float_leaves(state) -> list[Array]:
+    """The differentiable leaves of a state, in tree order."""
+    return [leaf for leaf in jtu.tree_leaves(state) if is_float(leaf)]
+
+
+def state_size(state) -> int:
+    """$k$: the number of differentiable state variables per unit."""
+    return len(float_leaves(state))
+
+
+def float_dtype(state):
+    """The dtype of the traces: that of the first differentiable state leaf."""
+    leaves = float_leaves(state)
+    return leaves[0].dtype if leaves else jnp.result_type(float)
+
+
 def stack_state(state) -> Array:
-    return jnp.stack([leaf.reshape(-1) for leaf in jtu.tree_leaves(state)])
+    """The differentiable leaves of a state stacked into one ``(k, n)`` array."""
+    return jnp.stack([leaf.reshape(-1) for leaf in float_leaves(state)])
 
 
 def neuron_step(neuron: AbstractNeuron, state, current: Array):
-    """One neuron step plus its :class:`Local` derivatives."""
+    """One neuron step plus its :class:`Local` derivatives.
+
+    Only the inexact state leaves enter the derivatives; integer or boolean leaves are
+    held constant and come back with their own dtype."""
     leaves, treedef, static = neuron_params(neuron)
     state_leaves, state_def = jtu.tree_flatten(state)
-    k = len(state_leaves)
+    where = [is_float(leaf) for leaf in state_leaves]
+    k = sum(where)
+
+    def rebuild(h, others):
+        h, others = iter(h), iter(others)
+        merged = [next(h) if f else next(others) for f in where]
+        return jtu.tree_unflatten(state_def, merged)
+
+    others = [leaf for leaf, f in zip(state_leaves, where) if not f]
 
     def f(h, current, params):
         module = eqx.combine(jtu.tree_unflatten(treedef, params), static)
-        new_state, y = module(jtu.tree_unflatten(state_def, list(h)), current)
-        return stack_state(new_state), y
+        new_state, y = module(rebuild(list(h), others), current)
+        new_leaves = jtu.tree_leaves(new_state)
+        new_others = [leaf for leaf, f in zip(new_leaves, where) if not f]
+        return (stack_state(new_state), y), new_others
 
-    h = jnp.stack(state_leaves)
-    (h_new, y), linear = jax.linearize(f, h, current, leaves)
+    h = jnp.stack([leaf for leaf, f in zip(state_leaves, where) if f])
+    (h_new, y), linear, new_others = jax.linearize(f, h, current, leaves, has_aux=True)
     zeros_h, zeros_i = jnp.zeros_like(h), jnp.zeros_like(current)
     zeros_p = [jnp.zeros_like(p) for p in leaves]
     state_cols = [linear(zeros_h.at[m].set(1.0), zeros_i, zeros_p) for m in range(k)]
@@ -117,7 +153,7 @@ def neuron_step(neuron: AbstractNeuron, state, current: Array):
         h_param=tuple(col[0] for col in param_cols),
         y_param=tuple(col[1] for col in param_cols),
     )
-    return jtu.tree_unflatten(state_def, list(h_new)), y, local
+    return rebuild(list(h_new), new_others), y, local
 
 
 def reduce_to(values: Array, shape: tuple[int, ...]) -> Array:

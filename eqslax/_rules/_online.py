@@ -72,17 +72,23 @@ class AbstractOnlineRule(AbstractLearningRule):
         return state, self.init_traces(model, state)
 
     def run(self, model, loss, xs, label):
-        """One sample, deferred: summed step gradients, outputs and step losses."""
+        """One sample, deferred: summed step gradients, outputs and step losses.
+
+        The scan runs over step indices and reads step $t$ of `xs` in place, handing
+        `loss.target_at(label, t)` to `step`."""
         state, traces = self.start(model, xs[0])
 
-        def body(carry, x):
+        def body(carry, t):
             state, traces, total = carry
-            state, traces, grads, y, value = self.step(model, state, traces, x, label, loss)
+            x = jax.lax.dynamic_index_in_dim(xs, t, 0, keepdims=False)
+            target = loss.target_at(label, t)
+            state, traces, grads, y, value = self.step(model, state, traces, x, target, loss)
             total = jtu.tree_map(jnp.add, total, grads)
             return (state, traces, total), (y, value)
 
         zero = jtu.tree_map(jnp.zeros_like, _trainable(model))
-        (_, _, total), (ys, values) = jax.lax.scan(body, (state, traces, zero), xs)
+        steps = jnp.arange(xs.shape[0])
+        (_, _, total), (ys, values) = jax.lax.scan(body, (state, traces, zero), steps)
         return total, ys, values
 
     def update(self, model, rule_state, loss, xs, ys):
@@ -97,22 +103,32 @@ class AbstractOnlineRule(AbstractLearningRule):
         return grads, rule_state, Aux(outputs=outputs, loss=jnp.mean(values))
 
     def _run_batch(self, model, loss, xs, ys):
-        """A batch, time-major: the batch-summed step gradients, summed over time."""
+        """A batch: the batch-summed step gradients, summed over time."""
         states, traces = jax.vmap(lambda x: self.start(model, x[0]))(xs)
 
-        def body(carry, x):
+        def body(carry, t):
             states, traces, total = carry
-            states, traces, grads, y, value = jax.vmap(
-                lambda s, tr, x, c: self.step(model, s, tr, x, c, loss)
-            )(states, traces, x, ys)
+            states, traces, grads, y, value = batch_step(
+                self, model, loss, states, traces, xs, ys, t
+            )
             total = jtu.tree_map(lambda a, g: a + jnp.sum(g, axis=0), total, grads)
             return (states, traces, total), (y, value)
 
         zero = jtu.tree_map(jnp.zeros_like, _trainable(model))
-        (_, _, total), (outputs, values) = jax.lax.scan(
-            body, (states, traces, zero), jnp.moveaxis(xs, 1, 0)
-        )
+        steps = jnp.arange(xs.shape[1])
+        (_, _, total), (outputs, values) = jax.lax.scan(body, (states, traces, zero), steps)
         return total, jnp.moveaxis(outputs, 0, 1), values
+
+
+def batch_step(rule, model, loss, states, traces, xs, ys, t):
+    """Step $t$ of a batch: reads `xs[:, t]` in place (no time-major copy of the
+    batch-major input) and each sample's `loss.target_at(target, t)`, then runs
+    `rule.step` on every sample. Returns per-sample `(states, traces, grads, y, loss)`."""
+    x = jax.lax.dynamic_index_in_dim(xs, t, 1, keepdims=False)
+    targets = jax.vmap(lambda c: loss.target_at(c, t))(ys)
+    return jax.vmap(lambda s, tr, x, c: rule.step(model, s, tr, x, c, loss))(
+        states, traces, x, targets
+    )
 
 
 def _trainable(model):

@@ -10,10 +10,12 @@ from .._parameters import trainable
 from ._layerwise import (
     check_layers,
     factored_gradient,
+    float_dtype,
     neuron_params,
     neuron_step,
     passback,
     set_layer_grads,
+    state_size,
 )
 from ._online import AbstractOnlineRule
 
@@ -36,7 +38,7 @@ class OSTLTraces(eqx.Module):
 def init_eligibility(pairs, state, dtype) -> tuple[LayerEligibility, ...]:
     traces = []
     for index, (linear, neuron) in enumerate(pairs):
-        k = len(jtu.tree_leaves(state.layers[2 * index + 1]))
+        k = state_size(state.layers[2 * index + 1])
         n = linear.out_features
         leaves, _, _ = neuron_params(neuron)
         traces.append(
@@ -137,7 +139,7 @@ class OSTL(AbstractOnlineRule):
 
     def init_traces(self, model, state):
         pairs = check_layers(model, "OSTL")
-        dtype = jax.tree_util.tree_leaves(state)[0].dtype
+        dtype = float_dtype(state)
         return OSTLTraces(init_eligibility(pairs, state, dtype))
 
     def step(self, model, state, traces, x, label, loss):

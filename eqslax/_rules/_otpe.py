@@ -12,7 +12,13 @@ from jaxtyping import Array, Float
 from .._connect import Connect
 from .._neurons import LI
 from .._parameters import trainable
-from ._layerwise import check_layers, factored_gradient, neuron_step, set_layer_grads
+from ._layerwise import (
+    check_layers,
+    factored_gradient,
+    float_dtype,
+    neuron_step,
+    set_layer_grads,
+)
 from ._online import AbstractOnlineRule
 from ._ostl import (
     LayerEligibility,
@@ -188,7 +194,7 @@ class OTPE(AbstractOnlineRule):
 
     def init_traces(self, model, state):
         pairs, readout = split_readout(model, "OTPE")
-        dtype = jtu.tree_leaves(state)[0].dtype
+        dtype = float_dtype(state)
         leaks = postsynaptic_leaks(pairs, readout, self.leak, "OTPE", dtype)
         traces = []
         for (linear, _), eligibility, leak in zip(
@@ -317,7 +323,7 @@ class ApproxOTPE(AbstractOnlineRule):
 
     def init_traces(self, model, state):
         pairs, readout = split_readout(model, "ApproxOTPE")
-        dtype = jtu.tree_leaves(state)[0].dtype
+        dtype = float_dtype(state)
         traces = []
         for index, ((linear, neuron), own, post) in enumerate(
             zip(pairs, *self._leaks(pairs, readout, dtype))

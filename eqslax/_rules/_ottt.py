@@ -12,9 +12,11 @@ from .._parameters import trainable
 from ._layerwise import (
     check_layers,
     factored_gradient,
+    float_dtype,
     neuron_params,
     passback,
     set_layer_grads,
+    state_size,
 )
 from ._online import AbstractOnlineRule
 from ._ostl import forward_layers
@@ -75,7 +77,7 @@ def init_presynaptic(linear, neuron, leak: Array, dtype) -> PresynapticTrace:
 def check_single_state(neuron, state, owner: str, layer: int) -> None:
     """Neuron parameters get traces only when the membrane is the one state variable."""
     leaves, _, _ = neuron_params(neuron)
-    k = len(jtu.tree_leaves(state))
+    k = state_size(state)
     if leaves and k != 1:
         raise ValueError(
             f"{owner}: layer {layer} ({type(neuron).__name__}) has trainable parameters and "
@@ -170,7 +172,7 @@ class OTTT(AbstractOnlineRule):
 
     def init_traces(self, model, state):
         pairs = check_layers(model, "OTTT")
-        dtype = jtu.tree_leaves(state)[0].dtype
+        dtype = float_dtype(state)
         traces = []
         for index, ((linear, neuron), leak) in enumerate(zip(pairs, self._leaks(pairs, dtype))):
             check_single_state(neuron, state.layers[2 * index + 1], "OTTT", 2 * index + 1)
