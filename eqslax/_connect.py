@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._checks import check_float_array, shape_tuple
+from ._flatten import Flatten
 from ._neurons import AbstractNeuron
 
 
@@ -28,6 +29,8 @@ def declared_in_shape(layer: Any) -> tuple[int, ...] | None:
         return tuple(layer.in_shape)
     if isinstance(layer, eqx.nn.Linear):
         return () if layer.in_features == "scalar" else (layer.in_features,)
+    if isinstance(layer, Flatten):
+        return layer.in_shape
     return None
 
 

@@ -631,3 +631,23 @@ def test_bridge_without_nir_names_the_extra(monkeypatch):
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(ImportError, match=r'pip install "eqslax\[nir\]"'):
         importlib.import_module("eqslax.nir")
+
+
+def test_flatten_round_trip_and_torch_style_import():
+    k = jax.random.split(jax.random.key(5), 2)
+    model = eqslax.Connect(
+        [eqslax.Flatten((2, 3)), eqx.nn.Linear(6, 4, key=k[0]), eqslax.LIF(4, decay=0.8)]
+    )
+    model = eqx.tree_at(lambda m: m.layers[1].weight, model, model.layers[1].weight * 3)
+    back = from_nir(to_nir(model))
+    assert isinstance(back.layers[0], eqslax.Flatten) and back.layers[0].in_shape == (2, 3)
+    xs = random_spikes(k[1], (50, 2, 3), rate=0.4)
+    expected = _outputs(model, xs)
+    assert expected.sum() > 5
+    np.testing.assert_array_equal(_outputs(back, xs), expected)
+    # torch's nn.Flatten(start_dim=1) on a batch of one, as snnTorch's exporter writes it
+    graph = to_nir(model)
+    graph.nodes["layer0"] = nir.Flatten({"input": np.array([1, 2, 3])}, start_dim=1)
+    np.testing.assert_array_equal(_outputs(from_nir(graph), xs), expected)
+    with pytest.raises(ValueError, match="Flatten: `x` must have shape"):
+        eqslax.Flatten((2, 3))(jnp.zeros(6))

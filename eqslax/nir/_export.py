@@ -10,10 +10,11 @@ import numpy as np
 
 from .._checkpoint import atomic_write
 from .._connect import Connect
+from .._flatten import Flatten
 from .._neurons import IF, LI, LIF, AbstractNeuron, CuBaLIF
 from ._conventions import resistance, time_constant
 
-SUPPORTED_LAYERS = "eqx.nn.Linear, IF, LIF, LI, CuBaLIF and nested Connect"
+SUPPORTED_LAYERS = "eqx.nn.Linear, Flatten, IF, LIF, LI, CuBaLIF and nested Connect"
 
 # Keys of the node metadata that carry what NIR cannot say: the reset eqslax applies.
 RESET_KEY = "eqslax.reset"
@@ -101,6 +102,8 @@ def _layer_node(layer, dt: float, where: str) -> nir.NIRNode:
         return nir.Affine(weight=np.array(weight), bias=np.array(layer.bias))
     if isinstance(layer, (IF, LIF, LI, CuBaLIF)):
         return _neuron_node(layer, dt, where)
+    if isinstance(layer, Flatten):
+        return nir.Flatten({"input": np.array(layer.in_shape)}, start_dim=0, end_dim=-1)
     raise TypeError(
         f"to_nir: {where} ({type(layer).__name__}) has no NIR node; eqslax exports "
         f"{SUPPORTED_LAYERS}."

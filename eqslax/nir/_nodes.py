@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import nir
 import numpy as np
 
+from .._flatten import Flatten
 from .._neurons import IF, LI, LIF, CuBaLIF
 from .._neurons._base import RESET_MODES
 from ._conventions import (
@@ -19,7 +20,7 @@ from ._conventions import (
 )
 from ._export import RESET_DECAY_KEY, RESET_KEY
 
-SUPPORTED_NODES = "Affine, Linear, IF, LIF, LI, CubaLIF, Input, Output and NIRGraph"
+SUPPORTED_NODES = "Affine, Linear, Flatten, IF, LIF, LI, CubaLIF, Input, Output and NIRGraph"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,12 +170,32 @@ def _weights(node, where: str, in_shape) -> Layer:
     return Layer(linear, (n_out,))
 
 
+def _flatten(node, where: str, in_shape) -> Layer:
+    """A ``Flatten`` to one vector per sample (leading batch axes of size 1 dropped)."""
+    declared = node.input_type.get("input")
+    shape = in_shape if declared is None else strip_batch_axes(tuple(int(s) for s in declared))
+    out = node.output_type.get("output")
+    if shape is None or (
+        out is not None and len(strip_batch_axes(tuple(int(s) for s in out))) != 1
+    ):
+        raise ValueError(
+            f"from_nir: {where} (Flatten) must flatten a known input shape to one vector; "
+            f"input {declared}, output {out}."
+        )
+    if in_shape is not None and int(np.prod(in_shape)) != int(np.prod(shape)):
+        raise ValueError(f"from_nir: {where} flattens {shape} but receives {tuple(in_shape)}.")
+    shape = tuple(shape if in_shape is None else in_shape)
+    return Layer(Flatten(shape), (int(np.prod(shape)),))
+
+
 def node_to_layer(node, options: Options, where: str, in_shape) -> Layer:
     """Convert one node; ``in_shape`` is the shape it receives (``None``: not known)."""
     if isinstance(node, (nir.Linear, nir.Affine)):
         return _weights(node, where, in_shape)
     if isinstance(node, (nir.IF, nir.LIF, nir.LI, nir.CubaLIF)):
         return _neuron(node, options, where, in_shape)
+    if isinstance(node, nir.Flatten):
+        return _flatten(node, where, in_shape)
     raise TypeError(
         f"from_nir: {where} has type {type(node).__name__}, which eqslax cannot import; "
         f"supported nodes: {SUPPORTED_NODES}."
