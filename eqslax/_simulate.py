@@ -1,4 +1,5 @@
-"""Running a model over time: one ``jax.lax.scan`` over the leading time axis."""
+"""Running a model over time: one ``jax.lax.scan`` over the leading time axis, or
+(schedule ``"layerwise"``) one layer after another over the whole sequence."""
 
 import equinox as eqx
 import jax
@@ -7,7 +8,7 @@ import jax.tree_util as jtu
 from jaxtyping import Array, Float, PyTree
 
 from ._checks import check_float_array
-from ._connect import Connect
+from ._connect import Connect, ConnectState
 from ._neurons import AbstractNeuron
 
 
@@ -45,19 +46,84 @@ def _tracing(*trees) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jtu.tree_leaves(trees))
 
 
-def _scan_simulate(model, xs, state, checkpoint):
+SCHEDULES = ("step", "layerwise", "auto")
+
+
+def _recurrent_edges(model) -> list[tuple[int, int]]:
+    return [(k, i) for k, i in model.edges if i >= k] if isinstance(model, Connect) else []
+
+
+def resolve_schedule(model: AbstractNeuron, schedule: str, owner: str) -> str:
+    """``"step"`` or ``"layerwise"``: ``"auto"`` is layerwise for a :class:`Connect`
+    whose every edge is a skip edge (source before target), step otherwise. A bare
+    neuron is one layer, so every schedule is the step schedule for it."""
+    if schedule not in SCHEDULES:
+        raise ValueError(
+            f"{owner}: `schedule` must be one of {', '.join(map(repr, SCHEDULES))}, "
+            f"got {schedule!r}."
+        )
+    recurrent = _recurrent_edges(model)
+    if schedule == "layerwise" and recurrent:
+        k, i = recurrent[0]
+        raise ValueError(
+            f"{owner}: `schedule='layerwise'` needs a graph without recurrent edges, but "
+            f"edge cat={{{k}: [{i}]}} feeds layer {i}'s previous output into layer {k}; "
+            f"use schedule='step' or 'auto'."
+        )
+    if not isinstance(model, Connect):
+        return "step"
+    if schedule == "auto":
+        return "step" if recurrent else "layerwise"
+    return schedule
+
+
+def _layer_over_time(layer, state, hs, checkpoint):
+    """One layer over the whole sequence: a scan for a neuron, one batched call
+    (``jax.vmap`` over time) for a stateless module."""
+    if isinstance(layer, AbstractNeuron):
+        return jax.lax.scan(step_fn(layer, checkpoint), state, hs)
+    return None, jax.vmap(layer)(hs)
+
+
+def layerwise_layers(
+    model: Connect, xs: Array, state: ConnectState, checkpoint: bool = False
+) -> tuple[ConnectState, tuple[Array, ...]]:
+    r"""Every layer's outputs over time, computed layer by layer, for a `Connect`
+    without recurrent edges: layer $k$ receives
+    $y^{k-1}_{1..T} + \sum_{i<k} P^{k,i} y^i_{1..T}$ for all steps at once. The same
+    values as stepping `Connect.forward` $T$ times from `state`."""
+    outputs: list[Array] = []
+    states = []
+    hs = xs
+    for k, layer in enumerate(model.layers):
+        for projection, (target, source) in zip(model.projections, model.edges):
+            if target != k:
+                continue
+            ys = outputs[source]
+            flat = ys.reshape(ys.shape[0], -1) if ys.ndim > 1 else ys
+            hs = hs + jax.vmap(projection)(flat).reshape(hs.shape[0], *model.shapes[k])
+        layer_state, hs = _layer_over_time(layer, state.layers[k], hs, checkpoint)
+        states.append(layer_state)
+        outputs.append(hs)
+    return ConnectState(layers=tuple(states), delayed={}), tuple(outputs)
+
+
+def _scan_simulate(model, xs, state, checkpoint, schedule="step"):
+    if schedule == "layerwise":
+        final, layers = layerwise_layers(model, xs, state, checkpoint)
+        return final, layers[-1]
     return jax.lax.scan(step_fn(model, checkpoint), state, xs)
 
 
 _jit_simulate = eqx.filter_jit(_scan_simulate)
 
 
-def _simulate(model, xs, state, checkpoint):
+def _simulate(model, xs, state, checkpoint, schedule):
     # Inside a caller's jit/grad, a nested jit boundary costs XLA an extra (T, B, n)
     # buffer in the backward pass (benchmarks/bptt_speed); scan inline there instead.
     if _tracing(model, xs, state):
-        return _scan_simulate(model, xs, state, checkpoint)
-    return _jit_simulate(model, xs, state, checkpoint)
+        return _scan_simulate(model, xs, state, checkpoint, schedule)
+    return _jit_simulate(model, xs, state, checkpoint, schedule)
 
 
 def simulate(
@@ -66,6 +132,7 @@ def simulate(
     *,
     state: PyTree | None = None,
     checkpoint: bool = False,
+    schedule: str = "step",
 ) -> tuple[PyTree, Array]:
     r"""Run ``model`` over a sequence: :math:`(h_t, y_t) = f(h_{t-1}, x_t)`, :math:`t = 1..T`.
 
@@ -77,13 +144,24 @@ def simulate(
     - ``state``: the state before the first step (default ``model.init_state()``).
     - ``checkpoint``: recompute each step in the backward pass (``jax.checkpoint``),
       trading compute for activation memory.
+    - ``schedule``: the order of the computation; every schedule gives the same
+      outputs, final state and gradients.
+
+      - ``"step"`` (default): one scan over time, every layer inside each step.
+      - ``"layerwise"``: for a :class:`Connect` without recurrent edges (every ``cat``
+        source before its target): one layer at a time over the whole sequence, a
+        stateless layer (``eqx.nn.Linear``, ...) as one batched call over all steps
+        and a neuron as a scan of its own. Raises ``ValueError`` on a recurrent edge.
+      - ``"auto"``: ``"layerwise"`` for a :class:`Connect` without recurrent edges,
+        ``"step"`` otherwise.
 
     **Returns:** ``(final_state, ys)`` with ``ys`` of shape ``(time, *model.out_shape)``.
     """
     check_sequence(model, xs, "simulate")
+    schedule = resolve_schedule(model, schedule, "simulate")
     if state is None:
         state = initial_state(model, xs[0])
-    return _simulate(model, xs, state, checkpoint)
+    return _simulate(model, xs, state, checkpoint, schedule)
 
 
 class Recording(eqx.Module):

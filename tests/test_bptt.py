@@ -45,6 +45,38 @@ def test_bptt_checkpoint_is_the_same_gradient(problem):
     )
 
 
+def _skip_graph(key):
+    k = jax.random.split(key, 3)
+    linear = eqx.tree_at(
+        lambda m: m.weight, eqx.nn.Linear(6, 5, key=k[0]), replace_fn=lambda w: 3 * w
+    )
+    layers = [linear, eqslax.LIF(5, 0.9, 0.7), eqx.nn.Linear(5, 3, key=k[1])]
+    layers.append(eqslax.LIF(3, 0.8, 0.7))
+    return eqslax.Connect(layers, cat={2: [0], 3: [1]}, key=k[2])
+
+
+@pytest.mark.parametrize("graph", ["feedforward", "skip"])
+def test_bptt_layerwise_schedule_is_the_same_gradient(problem, graph):
+    model, xs, ys = problem
+    if graph == "skip":
+        model = _skip_graph(jax.random.key(11))
+    expected = eqslax.BPTT().grad(model, eqslax.PerStep(), xs, ys)
+    for schedule in ("layerwise", "auto"):
+        grads = eqslax.BPTT(schedule=schedule).grad(model, eqslax.PerStep(), xs, ys)
+        assert_tree_allclose(grads, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_bptt_schedule_is_checked():
+    with pytest.raises(ValueError, match=r"BPTT: `schedule`.*got 'scan'"):
+        eqslax.BPTT(schedule="scan")
+    k = jax.random.split(jax.random.key(4), 2)
+    layers = [eqx.nn.Linear(6, 3, key=k[0]), eqslax.LIF(3, 0.9, 0.7)]
+    recurrent = eqslax.Connect(layers, cat={0: [1]}, key=k[1])
+    xs = random_spikes(k[1], (2, 5, 6))
+    with pytest.raises(ValueError, match=r"layerwise.*cat=\{0: \[1\]\}"):
+        eqslax.BPTT(schedule="layerwise").grad(recurrent, eqslax.PerStep(), xs, jnp.array([0, 1]))
+
+
 def test_truncated_bptt_with_full_window_equals_bptt(problem):
     model, xs, ys = problem
     full = eqslax.BPTT().grad(model, eqslax.PerStep(), xs, ys)

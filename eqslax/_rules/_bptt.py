@@ -8,21 +8,31 @@ import jax.tree_util as jtu
 from .._checks import shape_tuple
 from .._losses import AbstractLoss
 from .._parameters import trainable_mask
-from .._simulate import initial_state, step_layers
+from .._simulate import (
+    SCHEDULES,
+    initial_state,
+    layerwise_layers,
+    resolve_schedule,
+    step_layers,
+)
 from ._base import AbstractLearningRule, Aux
 
 
-def _unroll(model, xs, window: int | None, checkpoint: bool, state=None):
+def _unroll(model, xs, window: int | None, checkpoint: bool, state=None, schedule="step"):
     """Run one sample; return outputs (time, *out), every layer's outputs and the
     final state (``state``: the state before the first step, default the model's).
 
     With ``window`` k, the carried state is passed through ``stop_gradient`` before
     steps k, 2k, ...: gradients never cross a window boundary. The initial state is not
     cut: when it depends on a parameter (``Izhikevich`` starts at ``v = c``), that path
-    belongs to the first window, as in BPTT.
+    belongs to the first window, as in BPTT. ``schedule`` (already resolved, see
+    ``simulate``) ``"layerwise"`` runs one layer at a time; it needs ``window=None``.
     """
     if state is None:
         state = initial_state(model, xs[0])
+    if schedule == "layerwise":
+        final, layers = layerwise_layers(model, xs, state, checkpoint)
+        return layers[-1], layers, final
 
     def step(state, inputs):
         t, x = inputs
@@ -37,11 +47,15 @@ def _unroll(model, xs, window: int | None, checkpoint: bool, state=None):
     return layers[-1], layers, final
 
 
-def sequence_loss(model, loss: AbstractLoss, xs, ys, window=None, checkpoint=False):
-    """Batch-mean loss of a batch and the outputs (batch, time, *out)."""
+def sequence_loss(
+    model, loss: AbstractLoss, xs, ys, window=None, checkpoint=False, schedule="step"
+):
+    """Batch-mean loss of a batch and the outputs (batch, time, *out); ``schedule`` as
+    in ``simulate`` (``"step"`` whenever ``window`` is given)."""
+    schedule = "step" if window is not None else resolve_schedule(model, schedule, "BPTT")
 
     def one(x, y):
-        outputs, layers, _ = _unroll(model, x, window, checkpoint)
+        outputs, layers, _ = _unroll(model, x, window, checkpoint, schedule=schedule)
         return loss(outputs, y, layers if loss.needs_layers else None), outputs
 
     losses, outputs = jax.vmap(one)(xs, ys)
@@ -66,11 +80,12 @@ def segment_loss(model, loss: AbstractLoss, xs, ys, states, first=False):
     return jnp.mean(losses), (outputs, finals)
 
 
-def offline_gradient(model, loss, xs, ys, window=None, checkpoint=False):
+def offline_gradient(model, loss, xs, ys, window=None, checkpoint=False, schedule="step"):
     params, static = eqx.partition(model, trainable_mask(model))
 
     def objective(params):
-        return sequence_loss(eqx.combine(params, static), loss, xs, ys, window, checkpoint)
+        model = eqx.combine(params, static)
+        return sequence_loss(model, loss, xs, ys, window, checkpoint, schedule)
 
     (value, outputs), grads = jax.value_and_grad(objective, has_aux=True)(params)
     return grads, Aux(outputs=outputs, loss=value)
@@ -82,13 +97,25 @@ class BPTT(AbstractLearningRule):
     other rule is compared with. Memory :math:`O(T)` activations per sample.
 
     **Arguments:** ``checkpoint``: rematerialise each step in the backward pass
-    (``jax.checkpoint``), trading compute for memory.
+    (``jax.checkpoint``), trading compute for memory. ``schedule``: ``"step"``
+    (default), ``"layerwise"`` or ``"auto"``, the order of the forward computation as in
+    ``simulate``; the gradient is the same for every schedule.
     """
 
     checkpoint: bool = eqx.field(static=True, default=False)
+    schedule: str = eqx.field(static=True, default="step")
+
+    def __check_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                "BPTT: `schedule` must be one of 'step', 'layerwise', 'auto', "
+                f"got {self.schedule!r}."
+            )
 
     def update(self, model, rule_state, loss, xs, ys):
-        grads, aux = offline_gradient(model, loss, xs, ys, checkpoint=self.checkpoint)
+        grads, aux = offline_gradient(
+            model, loss, xs, ys, checkpoint=self.checkpoint, schedule=self.schedule
+        )
         return grads, rule_state, aux
 
 
