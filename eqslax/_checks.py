@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -50,3 +51,42 @@ def check_float_array(x, name: str, shape: tuple[int, ...], owner: str, leading:
             f"{owner}: `{name}` must have a floating dtype, got {x.dtype}. "
             f"Cast it with x.astype(jnp.float32)."
         )
+
+
+def _describe(value, bad) -> str:
+    """``value`` itself when small, else its shape and the first offending entry."""
+    arr = np.asarray(value)
+    if arr.size <= 4:
+        return repr(value)
+    index = tuple(int(i) for i in np.argwhere(np.broadcast_to(bad, arr.shape))[0])
+    return f"an array of shape {arr.shape} with {arr[index].item()!r} at index {index}"
+
+
+def check_hyperparameter(
+    arr, value, name: str, owner: str, low=None, high=None, strict=False, allow_inf=False
+):
+    """Raise if a concrete hyperparameter is NaN, infinite or outside ``[low, high]``.
+
+    ``strict`` makes the lower bound exclusive (``> low``); ``allow_inf`` accepts
+    +-inf (never NaN). Traced values (inside ``jit``/``vmap``) cannot be
+    inspected and pass unchecked. Returns ``arr``.
+    """
+    if isinstance(arr, jax.core.Tracer):
+        return arr
+    data = np.asarray(arr)
+    lower = None if low is None else f"{'>' if strict else '>='} {low}"
+    valid = " and ".join(b for b in (lower, None if high is None else f"<= {high}") if b)
+    bad = np.isnan(data) if allow_inf else ~np.isfinite(data)
+    if np.any(bad):
+        what = "not NaN" if allow_inf else "finite"
+        valid = what + (f" and {valid}" if valid else "")
+        raise ValueError(f"{owner}: `{name}` must be {valid}, got {_describe(value, bad)}.")
+    if low is not None:
+        bad = data <= low if strict else data < low
+        if np.any(bad):
+            raise ValueError(f"{owner}: `{name}` must be {lower}, got {_describe(value, bad)}.")
+    if high is not None and np.any(data > high):
+        raise ValueError(
+            f"{owner}: `{name}` must be <= {high}, got {_describe(value, data > high)}."
+        )
+    return arr

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ._checks import check_float_array, shape_tuple
@@ -129,17 +130,23 @@ class Connect(AbstractNeuron):
         if not isinstance(cat, Mapping):
             raise TypeError(f"Connect: `cat` must be a dict {{target: [sources]}}, got {cat!r}.")
         edges = []
-        for target, sources in sorted(cat.items()):
-            if isinstance(sources, int):
+        for target, sources in cat.items():
+            if isinstance(sources, (int, np.integer)) and not isinstance(sources, bool):
                 sources = [sources]
-            for index in (target, *sources):
-                if not isinstance(index, int) or not 0 <= index < n_layers:
+            if isinstance(sources, (str, bytes, bool)) or not isinstance(sources, Sequence):
+                raise TypeError(
+                    f"Connect: `cat[{target!r}]` must be a list of layer numbers, got {sources!r}."
+                )
+            target_ = _layer_index(target, target, sources, n_layers)
+            for source in sources:
+                edge = (target_, _layer_index(source, target, sources, n_layers))
+                if edge in edges:
                     raise ValueError(
-                        f"Connect: `cat` index {index!r} (edge {target}: {list(sources)}) is "
-                        f"out of range; layers are numbered 0..{n_layers - 1}."
+                        f"Connect: `cat` lists the edge {edge[1]} -> {target_} twice "
+                        f"({target}: {list(sources)}); each edge is one projection."
                     )
-            edges.extend((target, source) for source in sources)
-        return tuple(edges)
+                edges.append(edge)
+        return tuple(sorted(edges, key=lambda e: e[0]))
 
     @staticmethod
     def _infer_shapes(layers, in_shape, edges) -> tuple[tuple[int, ...], ...]:
@@ -206,3 +213,20 @@ class Connect(AbstractNeuron):
     def __call__(self, state: ConnectState, x: Float[Array, "*in"]) -> tuple[ConnectState, Array]:
         state, outputs = self.forward(state, x)
         return state, outputs[-1]
+
+
+def _layer_index(index, target, sources, n_layers: int) -> int:
+    """A layer number of a `cat` edge: an int (not a bool) in ``0..n_layers - 1``."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise TypeError(
+            f"Connect: `cat` indices must be ints (layer numbers), got {index!r} of type "
+            f"{type(index).__name__} in edge {target!r}: {list(sources)}."
+        )
+    if not 0 <= index < n_layers:
+        raise ValueError(
+            f"Connect: `cat` index {index!r} (edge {target}: {list(sources)}) is "
+            f"out of range; layers are numbered 0..{n_layers - 1}. "
+            f"`cat={{k: [i]}}` adds to the input of layer k (Slax adds to the "
+            f"output of layer k, which is `cat={{k + 1: [i]}}` here)."
+        )
+    return int(index)

@@ -24,6 +24,8 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from ._checks import check_hyperparameter
+
 __all__ = [
     "AbstractSurrogate",
     "Arctan",
@@ -54,9 +56,11 @@ def _heaviside_jvp(primals, tangents):
     return out, surrogate.derivative(x) * tx
 
 
-def _float(value: ArrayLike) -> Array:
-    # Hyperparameters are array leaves so that they can be vmapped over.
-    return jnp.asarray(value, dtype=jnp.result_type(float))
+def _float(value: ArrayLike, name: str, owner: str, low: float = 0, strict=True) -> Array:
+    # Hyperparameters are array leaves so that they can be vmapped over. Concrete values
+    # are checked: finite, and > low (or >= low); a zero width makes gradients non-finite.
+    arr = jnp.asarray(value, dtype=jnp.result_type(float))
+    return check_hyperparameter(arr, value, name, owner, low, strict=strict)
 
 
 class AbstractSurrogate(eqx.Module):
@@ -86,7 +90,7 @@ class FastSigmoid(AbstractSurrogate):
     slope: Float[Array, "*hyper"]
 
     def __init__(self, slope: float | Float[ArrayLike, "*hyper"] = 25.0):
-        self.slope = _float(slope)
+        self.slope = _float(slope, "slope", type(self).__name__)
 
     def derivative(self, x):
         return 1.0 / (1.0 + self.slope * jnp.abs(x)) ** 2
@@ -104,7 +108,7 @@ class Arctan(AbstractSurrogate):
     alpha: Float[Array, "*hyper"]
 
     def __init__(self, alpha: float | Float[ArrayLike, "*hyper"] = 2.0):
-        self.alpha = _float(alpha)
+        self.alpha = _float(alpha, "alpha", "Arctan")
 
     def derivative(self, x):
         return (self.alpha / 2) / (1.0 + (math.pi * self.alpha * x / 2) ** 2)
@@ -121,7 +125,7 @@ class Sigmoid(AbstractSurrogate):
     slope: Float[Array, "*hyper"]
 
     def __init__(self, slope: float | Float[ArrayLike, "*hyper"] = 5.0):
-        self.slope = _float(slope)
+        self.slope = _float(slope, "slope", type(self).__name__)
 
     def derivative(self, x):
         s = 1.0 / (1.0 + jnp.exp(-self.slope * x))
@@ -146,8 +150,8 @@ class Triangle(AbstractSurrogate):
         gamma: float | Float[ArrayLike, "*hyper"] = 0.3,
         width: float | Float[ArrayLike, "*hyper"] = 1.0,
     ):
-        self.gamma = _float(gamma)
-        self.width = _float(width)
+        self.gamma = _float(gamma, "gamma", type(self).__name__, strict=False)
+        self.width = _float(width, "width", type(self).__name__)
 
     def derivative(self, x):
         return self.gamma * jnp.maximum(0.0, 1.0 - jnp.abs(x) / self.width)
@@ -162,7 +166,7 @@ class Boxcar(AbstractSurrogate):
     width: Float[Array, "*hyper"]
 
     def __init__(self, width: float | Float[ArrayLike, "*hyper"] = 1.0):
-        self.width = _float(width)
+        self.width = _float(width, "width", type(self).__name__)
 
     def derivative(self, x):
         inside = jnp.abs(x) < self.width / 2
@@ -182,7 +186,7 @@ class Gaussian(AbstractSurrogate):
     std: Float[Array, "*hyper"]
 
     def __init__(self, std: float | Float[ArrayLike, "*hyper"] = 0.5):
-        self.std = _float(std)
+        self.std = _float(std, "std", "Gaussian")
 
     def derivative(self, x):
         return _normal_pdf(x, 0.0, self.std)
@@ -205,10 +209,10 @@ class MultiGaussian(AbstractSurrogate):
     height: Float[Array, "*hyper"]
 
     def __init__(self, gamma=0.5, lens=0.3, scale=6.0, height=0.15):
-        self.gamma = _float(gamma)
-        self.lens = _float(lens)
-        self.scale = _float(scale)
-        self.height = _float(height)
+        self.gamma = _float(gamma, "gamma", type(self).__name__, strict=False)
+        self.lens = _float(lens, "lens", "MultiGaussian")
+        self.scale = _float(scale, "scale", "MultiGaussian")
+        self.height = _float(height, "height", "MultiGaussian", strict=False)
 
     def derivative(self, x):
         wide = self.scale * self.lens
@@ -233,7 +237,7 @@ class Exponential(AbstractSurrogate):
     slope: Float[Array, "*hyper"]
 
     def __init__(self, slope: float | Float[ArrayLike, "*hyper"] = 5.0):
-        self.slope = _float(slope)
+        self.slope = _float(slope, "slope", type(self).__name__)
 
     def derivative(self, x):
         return self.slope / 2 * jnp.exp(-self.slope * jnp.abs(x))

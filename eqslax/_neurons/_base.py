@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
-from .._checks import check_choice, check_float_array
+from .._checks import check_choice, check_float_array, check_hyperparameter
 from .._surrogate import AbstractSurrogate, FastSigmoid
 
 RESET_MODES = ("subtract", "zero", "none")
@@ -141,15 +141,14 @@ class AbstractSpikingPopulation(AbstractPopulation):
         return v
 
 
-def as_float(value: ArrayLike, name: str, owner: str, low=None, high=None) -> Array:
-    """Convert a parameter to a float array, checking its range on concrete values."""
+def as_float(
+    value: ArrayLike, name: str, owner: str, low=None, high=None, allow_inf=False, strict=False
+) -> Array:
+    """Convert a parameter to a float array, checking on concrete values that it is
+    finite and within ``[low, high]`` (``(low, high]`` if ``strict``): a NaN threshold or
+    decay would silently silence a neuron, since ``NaN >= threshold`` is False."""
     arr = jnp.asarray(value, dtype=jnp.result_type(float))
-    if not isinstance(arr, jax.core.Tracer):
-        if low is not None and bool(jnp.any(arr < low)):
-            raise ValueError(f"{owner}: `{name}` must be >= {low}, got {value!r}.")
-        if high is not None and bool(jnp.any(arr > high)):
-            raise ValueError(f"{owner}: `{name}` must be <= {high}, got {value!r}.")
-    return arr
+    return check_hyperparameter(arr, value, name, owner, low, high, strict, allow_inf)
 
 
 def population_parameter(
@@ -160,10 +159,12 @@ def population_parameter(
     ``name == "threshold"`` must be strictly positive: a threshold of 0 would make the
     resting state (``v = 0``) fire, since :math:`H(0) = 1`.
     """
-    arr = check_broadcast(as_float(value, name, owner, low, high), name, shape, owner)
-    if name == "threshold" and not isinstance(arr, jax.core.Tracer) and bool(jnp.any(arr <= 0)):
-        raise ValueError(f"{owner}: `threshold` must be > 0, got {value!r}.")
-    return arr
+    strict = name == "threshold"
+    if strict:
+        low = 0 if low is None else low
+    return check_broadcast(
+        as_float(value, name, owner, low, high, strict=strict), name, shape, owner
+    )
 
 
 def check_broadcast(arr: Array, name: str, shape: tuple[int, ...], owner: str) -> Array:

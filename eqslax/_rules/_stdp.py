@@ -156,8 +156,8 @@ class STDP(AbstractLearningRule):
         self.pre_decay = as_float(pre_decay, "pre_decay", owner, 0, 1)
         self.post_decay = as_float(post_decay, "post_decay", owner, 0, 1)
         self.bounds = check_choice(bounds, "bounds", BOUNDS, owner)
-        self.minimum = as_float(minimum, "minimum", owner)
-        self.maximum = as_float(maximum, "maximum", owner)
+        self.minimum = as_float(minimum, "minimum", owner, allow_inf=True)
+        self.maximum = as_float(maximum, "maximum", owner, allow_inf=True)
         for name in ("potentiation", "depression", "pre_decay", "post_decay", "minimum", "maximum"):
             if getattr(self, name).shape != ():
                 raise ValueError(

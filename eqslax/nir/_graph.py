@@ -9,6 +9,7 @@ as the chain, and read every other node as a projection between chain nodes.
 import dataclasses
 
 import nir
+import numpy as np
 
 from ._conventions import Convention
 
@@ -82,12 +83,42 @@ def _flatten_into(graph, prefix: str, nodes: dict, edges: list, convention, wher
             continue
         is_join = isinstance(node, (nir.Input, nir.Output)) and prefix
         is_join = is_join or type(node).__name__ == "Identity"
-        nodes[full] = _PASS if is_join else node
+        nodes[full] = _PASS if is_join else _check_values(full, node)
     for a, b in graph_edges:
+        for end in (a, b):
+            if end not in graph.nodes:
+                raise ValueError(
+                    f"from_nir: the edge {prefix + a!r} -> {prefix + b!r} of {where} names "
+                    f"node {prefix + end!r}, which is not in it; its nodes are "
+                    f"{sorted(prefix + str(n) for n in graph.nodes)}."
+                )
         a = ports[a][1] if a in ports else prefix + a
         b = ports[b][0] if b in ports else prefix + b
         edges.append((a, b))
     return prefix + inp, prefix + out
+
+
+def _check_values(name: str, node):
+    """A node's numbers must not be NaN, and its weights and biases must be finite:
+    either would silently give NaN or silent neurons."""
+    for field, value in vars(node).items():
+        if field in ("input_type", "output_type", "metadata"):
+            continue
+        try:
+            arr = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            continue  # not numeric (strings, nested structures)
+        finite = field in ("weight", "bias")
+        bad = ~np.isfinite(arr) if finite else np.isnan(arr)
+        if np.any(bad):
+            index = tuple(int(i) for i in np.argwhere(np.atleast_1d(bad))[0])
+            raise ValueError(
+                f"from_nir: node {name!r} ({type(node).__name__}) has "
+                f"{'a non-finite' if finite else 'a NaN'} `{field}` "
+                f"({np.atleast_1d(arr)[index]} at index {index}); "
+                f"`{field}` must be {'finite' if finite else 'a number'}."
+            )
+    return node
 
 
 def flatten(graph: nir.NIRGraph, convention: Convention) -> FlatGraph:

@@ -243,13 +243,39 @@ def load_nir(
     surrogate: AbstractSurrogate | None = None,
     detach_reset: bool | None = None,
 ) -> Connect:
-    """``from_nir(nir.read(path), ...)``: read a NIR HDF5 file (NIR's type checks on)."""
-    return from_nir(
-        nir.read(os.fspath(path)),
-        dt=dt,
-        convention=convention,
-        reset=reset,
-        reset_decay=reset_decay,
-        surrogate=surrogate,
-        detach_reset=detach_reset,
-    )
+    """``from_nir(nir.read(path), ...)``: read a NIR HDF5 file (NIR's type checks on).
+
+    A missing file raises ``FileNotFoundError``; a file that is not a complete NIR file
+    (junk, truncated, or an HDF5 file of something else) raises ``ValueError``; both name
+    the file, as do the errors ``from_nir`` raises about its nodes.
+    """
+    graph = _read(path)
+    try:
+        return from_nir(
+            graph,
+            dt=dt,
+            convention=convention,
+            reset=reset,
+            reset_decay=reset_decay,
+            surrogate=surrogate,
+            detach_reset=detach_reset,
+        )
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"load_nir({os.fspath(path)!r}): {error}") from error
+
+
+def _read(path) -> nir.NIRGraph:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"load_nir: `path` must be a str or os.PathLike, got {type(path).__name__}."
+        )
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise FileNotFoundError(f"load_nir: no NIR file at {name!r}.")
+    try:
+        return nir.read(name)
+    except Exception as error:  # h5py and NIR raise OSError, KeyError, TypeError, ...
+        raise ValueError(
+            f"load_nir: {name!r} is not a valid or complete NIR file "
+            f"({type(error).__name__}: {error})."
+        ) from error
