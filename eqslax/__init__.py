@@ -8,6 +8,7 @@ from ._checkpoint import (
 from ._connect import Connect as Connect, ConnectState as ConnectState
 from ._fit import evaluate as evaluate, fit as fit
 from ._flatten import Flatten as Flatten
+from ._hessian import hessian as hessian, hvp as hvp
 from ._losses import (
     AbstractLoss as AbstractLoss,
     Accumulated as Accumulated,

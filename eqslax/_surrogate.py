@@ -5,7 +5,22 @@ convention :math:`H(0) = 1`, i.e. a neuron spikes when its membrane reaches the
 threshold, ``v >= threshold``. Only the derivative used by automatic differentiation
 differs. Concrete classes define ``derivative(x)``; the base class applies it through
 a single ``eqx.filter_custom_jvp``, so forward mode (``jvp``, ``jacfwd``), reverse mode
-(``grad``, ``jacrev``), Hessians, ``vmap`` and ``jit`` all see the same rule.
+(``grad``, ``jacrev``), ``vmap`` and ``jit`` all see the same rule. Second derivatives
+are :math:`\\sigma''(x)` on the spike and :math:`\\sigma'(x)` wherever the forward
+spike feeds later steps, with one pitfall below.
+
+**Second derivatives through** ``lax.scan`` **(and** ``simulate``**).** When JAX runs
+reverse mode through a scan it partially evaluates the scan body, and partial
+evaluation replaces a ``custom_jvp`` call by its primal function (JAX assumes only a
+linear function is being built). Differentiating that reverse pass again --
+``grad(grad(f))``, ``jacfwd(grad(f))``, ``jax.hessian(f)`` -- then sees the Heaviside
+step, of derivative 0, on the forward spikes: the surrogate's terms through the reset and
+later steps vanish, and the result is the derivative of the first-order surrogate
+gradient with the spike pattern frozen, not the surrogate Hessian that the same loop
+written out in Python gives in every order. Orders whose *inner* derivative is forward
+mode (``jacfwd(jacfwd(f))``, ``jacrev(jacfwd(f))``, ``grad`` of a ``jvp``) agree with the
+unrolled loop; :func:`eqslax.hessian` and :func:`eqslax.hvp` use them. Plain
+``jax.custom_jvp`` behaves the same, so this is JAX's scan, not this module's rule.
 
 **Normalisation.** Libraries disagree on how surrogates are scaled. eqslax scales
 each one so that it is the derivative of a smooth step rising from 0 to 1, i.e.
