@@ -1,5 +1,6 @@
 """eqslax: spiking neural networks in JAX and Equinox, for researching how they are trained."""
 
+from . import compare as compare  # noqa: E402 (callable: eqslax.compare(...))
 from ._checkpoint import (
     Checkpoint as Checkpoint,
     load_checkpoint as load_checkpoint,

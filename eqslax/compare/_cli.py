@@ -1,4 +1,5 @@
-"""``eqslax compare`` on the command line."""
+"""``eqslax compare`` on the command line: the built-in Randman experiment from flags, or
+any experiment from a TOML file (``--config``)."""
 
 import sys
 
@@ -18,21 +19,35 @@ def add_compare(commands, data_arguments) -> None:
     )
     parser.add_argument("--online-lr", type=float, default=2e-3)
     parser.add_argument("--grid", type=int, default=15, help="landscape grid points per axis")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per rule (seed, seed+1, ...)")
+    parser.add_argument("--budget", default="epochs", choices=["epochs", "updates"])
+    parser.add_argument(
+        "--updates", type=int, default=None, help="updates per rule (budget=updates)"
+    )
+    parser.add_argument("--tune-lr", action="store_true", help="pick each lr on a validation split")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(run=run)
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"eqslax compare: {message}\n")
+    return 2
 
 
 def run(args) -> int:
     from ._report import write_report
+
     from ._run import CompareConfig, run_comparison
 
     rules = tuple(r.strip() for r in args.rules.split(",") if r.strip())
     unknown = [r for r in rules if r not in RULES]
     if unknown or not rules:
-        sys.stderr.write(
-            f"eqslax compare: unknown rule(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
-            f"valid rules: {', '.join(sorted(RULES))}.\n"
+        return _fail(
+            f"unknown rule(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+            f"valid rules: {', '.join(sorted(RULES))}."
         )
-        return 2
+    if args.seeds < 1:
+        return _fail(f"--seeds must be at least 1, got {args.seeds}.")
     config = CompareConfig(
         rules=rules,
         encoding=args.encoding,
@@ -47,9 +62,13 @@ def run(args) -> int:
         lr=args.lr,
         online_lr=args.online_lr,
         seed=args.seed,
+        seeds=args.seeds,
+        budget=args.budget,
+        updates=args.updates,
+        tune_lr=args.tune_lr,
         grid=args.grid,
     )
-    results = run_comparison(config)
-    path = write_report(results, args.out)
+    results = run_comparison(config, progress=not args.quiet)
+    path = write_report(results, args.out, config, grid=args.grid)
     print(f"report written to {path}")
     return 0

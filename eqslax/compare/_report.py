@@ -1,4 +1,5 @@
-"""Writing a comparison to disk: PNG plots, ``report.md`` and ``results.json``."""
+"""Writing a comparison to disk: PNG plots, `report.md` and `results.json` (schema in
+`docs/compare.md`, versioned by `schema_version`)."""
 
 import dataclasses
 import json
@@ -7,131 +8,90 @@ import os
 import numpy as np
 
 from .._checkpoint import atomic_write
-from .._neurons import AbstractSpikingPopulation
-from ._registry import RULES
-from ._run import landscape_of, recording_of
+from ._api import SCHEMA_VERSION, CompareResult
+from ._stats import mean_ci
+from ._tables import cosines, main_table, neurobench_table, pairs, pairwise_table, summary
 
 
 def _floats(values):
     return [float(v) for v in np.asarray(values).ravel()]
 
 
-def _plots(results: dict, out: str) -> tuple[dict[str, str], dict]:
-    import matplotlib.pyplot as plt
+def _neurobench(results: CompareResult) -> dict:
+    from ..neurobench import neurobench_metrics
 
-    from .. import plot
+    data = results.data
+    try:
+        return {
+            name: neurobench_metrics(run.seeds[0].model, data.test_x, data.test_y)
+            for name, run in results.runs.items()
+        }
+    except (TypeError, ValueError, AttributeError):  # a model NeuroBench cannot read
+        return {}
 
-    runs = results["runs"]
-    files = {}
 
-    def save(fig, name):
-        plot.save_figure(fig, os.path.join(out, name), dpi=110)
-        plt.close(fig)
-        files[name.removesuffix(".png")] = name
-
-    sample, rec, model = recording_of(results)
-    spiking = [isinstance(layer, AbstractSpikingPopulation) for layer in model.layers]
-    save(plot.network_raster(rec, input=sample, spiking=spiking), "raster.png")
-    hidden = next(k for k, s in enumerate(spiking) if s)
-    threshold = float(np.max(np.asarray(model.layers[hidden].threshold)))
-    save(plot.membrane(rec.states.layers[hidden].v, threshold, neurons=slice(0, 8)), "membrane.png")
-    save(plot.training_curves({name: run["history"] for name, run in runs.items()}), "training.png")
-    curves = {
-        name: run["similarity_curves"] for name, run in runs.items() if run["similarity_curves"]
+def _seed_json(seed) -> dict:
+    return {
+        "seed": seed.seed,
+        "final": seed.final,
+        "history": seed.history,
+        "similarity_steps": seed.similarity_steps,
+        "similarity_curves": seed.similarity_curves,
+        "initial_similarity": None
+        if seed.initial_similarity is None
+        else seed.initial_similarity.to_dict(),
     }
-    if curves:
-        steps = next(runs[name]["similarity_steps"] for name in curves)
-        save(plot.similarity_curves(steps, curves), "similarity.png")
-    land = landscape_of(results)
-    save(
-        plot.landscape(
-            land["alphas"],
-            land["betas"],
-            land["surface"],
-            land["coordinates"],
-            explained_variance=land["explained_variance"],
-        ),
-        "landscape.png",
-    )
-    return files, land
 
 
-def _table(results: dict) -> str:
-    runs, initial = results["runs"], results["initial_similarity"]
-    layer_names = next(iter(initial.values())).layer_names if initial else ()
-    header = [
-        "rule",
-        "mode",
-        "test accuracy",
-        "time / epoch (s)",
-        "peak memory (MiB)",
-        "global cos",
-    ]
-    header += [f"cos {name}" for name in layer_names]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, run in runs.items():
-        memory = run["peak_memory_bytes"]
-        row = [
-            name,
-            run["mode"],
-            f"{run['history']['test_accuracy'][-1]:.3f}",
-            f"{run['time_per_epoch_s']:.2f}",
-            "n/a" if memory is None else f"{memory / 2**20:.1f}",
-        ]
-        if name in initial:
-            comparison = initial[name]
-            row.append(f"{float(comparison.global_cosine):.4f}")
-            row += [f"{float(c):.4f}" for c in comparison.layer_cosine]
-        else:
-            row += ["1 (reference)"] + ["1"] * len(layer_names)
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+def _rule_json(results: CompareResult, name: str, neurobench: dict) -> dict:
+    run = results.runs[name]
+    cos = cosines(run)
+    return {
+        "driver": run.driver,
+        "mode": run.driver,
+        "description": run.description,
+        "lr": run.lr,
+        "tuned_lr": results.tuned_lr.get(name),
+        "vmapped_seeds": run.vmapped,
+        "updates_per_batch": run.updates_per_batch,
+        "batches": run.batches,
+        "updates": run.updates,
+        "forward_time_steps": run.forward_steps,
+        "backward_time_steps": run.backward_steps,
+        "compile_time_s": run.compile_time_s,
+        "time_per_epoch_s": run.time_per_epoch_s,
+        "train_time_s": run.train_time_s,
+        "peak_memory_bytes": run.peak_memory_bytes,
+        "final_test_accuracy": float(np.mean(results.values(name, "test_accuracy"))),
+        "test_accuracy": results.interval(name, "test_accuracy").to_dict(),
+        "test_loss": results.interval(name, "test_loss").to_dict(),
+        "train_loss": results.interval(name, "train_loss").to_dict(),
+        "initial_global_cosine": None if cos is None else mean_ci(cos).to_dict(),
+        "history": run.seeds[0].history,
+        "similarity_steps": run.seeds[0].similarity_steps,
+        "similarity_curves": run.seeds[0].similarity_curves,
+        "initial_similarity": _seed_json(run.seeds[0])["initial_similarity"],
+        "neurobench": neurobench.get(name),
+        "seeds": [_seed_json(s) for s in run.seeds],
+    }
 
 
-def _neurobench_table(results: dict) -> str:
-    lines = [
-        "| rule | accuracy | activation sparsity | effective ACs | effective MACs | dense ops "
-        "| membrane updates |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, run in results["runs"].items():
-        m = run["neurobench"]
-        ops = m["SynapticOperations"]
-        lines.append(
-            f"| {name} | {m['ClassificationAccuracy']:.3f} | {m['ActivationSparsity']:.3f} | "
-            f"{ops['Effective_ACs']:.1f} | {ops['Effective_MACs']:.1f} | {ops['Dense']:.1f} | "
-            f"{m['MembraneUpdates']:.1f} |"
-        )
-    return "\n".join(lines)
-
-
-def write_report(results: dict, out: str) -> str:
-    """Write every plot, ``report.md`` and ``results.json`` into ``out``; return the
-    report's path."""
-    os.makedirs(out, exist_ok=True)
-    files, land = _plots(results, out)
-    config = results["config"]
-    runs = results["runs"]
-    numbers = {
-        "config": dataclasses.asdict(config),
-        "rules": {
-            name: {
-                "mode": run["mode"],
-                "description": RULES[name][2],
-                "final_test_accuracy": run["history"]["test_accuracy"][-1],
-                "train_time_s": run["train_time_s"],
-                "time_per_epoch_s": run["time_per_epoch_s"],
-                "peak_memory_bytes": run["peak_memory_bytes"],
-                "neurobench": run["neurobench"],
-                "history": run["history"],
-                "similarity_steps": run["similarity_steps"],
-                "similarity_curves": run["similarity_curves"],
-                "initial_similarity": results["initial_similarity"][name].to_dict()
-                if name in results["initial_similarity"]
-                else None,
-            }
-            for name, run in runs.items()
-        },
+def results_json(results: CompareResult, land: dict, files: dict, config, neurobench) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "config": config,
+        "seeds": list(results.seeds),
+        "shared_initialisation": results.shared_init,
+        "budget": results.budget,
+        "epochs": results.epochs,
+        "batch_size": results.batch_size,
+        "metric": results.metric,
+        "rules": {name: _rule_json(results, name, neurobench) for name in results.rules},
+        "pairwise": [
+            {"a": a, "b": b, "difference": d.to_dict(), "verdict": v}
+            for a, b, d, v in pairs(results)
+        ],
+        "summary": summary(results),
         "landscape": {
             "explained_variance": _floats(land["explained_variance"]),
             "alphas": _floats(land["alphas"]),
@@ -140,26 +100,76 @@ def write_report(results: dict, out: str) -> str:
         },
         "figures": files,
     }
+
+
+def _budget_text(results: CompareResult) -> str:
+    if results.budget == "updates":
+        counts = {run.updates for run in results.runs.values()}
+        return (
+            f"every rule makes the same number of optimiser updates ({', '.join(map(str, counts))})"
+        )
+    return f"every rule trains {results.epochs} epochs"
+
+
+def write_report(results: CompareResult, out: str, config=None, grid: int = 15) -> str:
+    """Write every plot, `report.md` and `results.json` into `out`; return the report's
+    path. `config` (a dataclass or a dict) is stored in `results.json` as given."""
+    from ._plots import write_figures
+
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.asdict(config)
+    os.makedirs(out, exist_ok=True)
+    files, land = write_figures(results, out, grid)
+    neurobench = _neurobench(results)
+    numbers = results_json(results, land, files, config, neurobench)
     atomic_write(os.path.join(out, "results.json"), json.dumps(numbers, indent=2).encode())
     images = "\n".join(f"![{name}]({path})" for name, path in files.items())
+    init = (
+        "every seed starts from the same initial model"
+        if results.shared_init
+        else "seed s draws its own initial model; every rule starts from the same one"
+    )
+    tuned = "".join(
+        f"\n- {name}: learning rates {t['grid']} scored "
+        f"{[round(v, 3) for v in t['validation_accuracy']]}"
+        f" on the validation split; chosen {t['chosen']:g}."
+        for name, t in results.tuned_lr.items()
+    )
+    nb = (
+        "\nNeuroBench metrics of each rule's first-seed model on the test split "
+        f"(per sample):\n\n{neurobench_table(neurobench)}\n"
+        if neurobench
+        else ""
+    )
     report = f"""# eqslax compare
 
-Task: Randman, encoding `{config.encoding}`, {config.classes} classes, {config.units} units,
-{config.steps} steps; network {config.units}-{config.hidden}-{config.classes} (LIF hidden layer,
-leaky-integrator readout), per-step cross-entropy, Adam (lr {config.lr} offline,
-{config.online_lr} online), {config.epochs} epochs, batch {config.batch_size}, seed {config.seed}.
-Every rule starts from the same initial model. Cosine similarity to BPTT is measured at the
-initial parameters on the first training batch; peak memory is XLA's estimate for one
-compiled training step (arguments plus temporaries).
+{results.description}
 
-{_table(results)}
+Seeds {", ".join(map(str, results.seeds))}: {init}, and each seed fixes the data order.
+Budget: {_budget_text(results)}, batch {results.batch_size}. Numbers are mean ± 95 %
+confidence interval (Student t over seeds). Compilation is done once per rule before its
+timed epochs and reported on its own; time per epoch is the median over epochs of the
+training steps alone (for vmapped seeds, all seeds at once). Memory is XLA's estimate
+(arguments plus temporaries) for the compiled step, divided by the number of seeds it
+trains at once. "Cos to BPTT" is the cosine similarity of the rule's gradient to BPTT's
+at the initial parameters on the first batch.{tuned}
 
-NeuroBench metrics of each trained model on the test split (per sample):
+## Summary
 
-{_neurobench_table(results)}
+{summary(results)}
 
-Loss landscape: PCA plane of all trajectories around `{config.rules[0]}`'s final model,
-explained variance {", ".join(f"{v:.3f}" for v in _floats(land["explained_variance"]))}.
+## Results
+
+{main_table(results)}
+
+## Rule against rule
+
+{pairwise_table(results)}
+{nb}
+## Figures
+
+Loss landscape: PCA plane of the first seed's trajectories around `{results.rules[0]}`'s final
+model, explained variance {", ".join(f"{v:.3f}" for v in _floats(land["explained_variance"]))}.
 
 {images}
 """

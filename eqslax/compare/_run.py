@@ -1,29 +1,25 @@
-"""Training every rule from the same initial model, and measuring what differs."""
+"""The built-in Randman experiment of the command line, and what the report derives from
+a finished comparison (loss landscape, a recorded sample)."""
 
 import dataclasses
-import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 from .. import analysis
-from .._fit import fit
 from .._losses import PerStep
-from .._rules import BPTT
 from .._rules._bptt import sequence_loss
-from .._train import train_offline
-from .._train_online import train_online
 from .._zoo import feedforward
-from ._registry import make_rule
+from ._api import CompareResult, compare
+from ._registry import rule
 
 
 @dataclasses.dataclass(frozen=True)
 class CompareConfig:
-    """What ``eqslax compare`` runs. Every rule trains the same initial model on the same
-    data with the same per-step loss (:class:`eqslax.PerStep` on a leaky-integrator
-    readout) and the same optimiser; online rules update at every time step."""
+    """What ``eqslax compare`` runs without a TOML file: Randman, a
+    ``units-hidden-classes`` network (LIF hidden layer, leaky-integrator readout), the
+    per-step loss (:class:`eqslax.PerStep`), Adam with ``lr`` for offline rules and
+    ``online_lr`` for online ones. Seed ``seed + i`` initialises seed ``i``'s model."""
 
     rules: tuple[str, ...] = ("bptt", "rtrl", "ostl", "eprop")
     encoding: str = "time"
@@ -38,83 +34,37 @@ class CompareConfig:
     lr: float = 1e-2
     online_lr: float = 2e-3
     seed: int = 0
+    seeds: int = 1
+    budget: str = "epochs"
+    updates: int | None = None
+    tune_lr: bool = False
     similarity_every: int = 10
     trajectory_every: int = 10
     grid: int = 15
 
 
-def _memory_estimate(step, model, state, xs, ys) -> int | None:
-    """XLA's peak temporary memory for one compiled training step, if it reports one."""
-    from .._train import _offline_step
-    from .._train_online import OnlineStep, _online_step
-
-    function = _online_step if isinstance(step, OnlineStep) else _offline_step
-    try:
-        analysis_ = function.lower(step, model, state, xs, ys).compile().compiled.memory_analysis()
-        return int(analysis_.temp_size_in_bytes + analysis_.argument_size_in_bytes)
-    except Exception:  # not every backend reports memory
-        return None
+TUNE_GRID = (0.3, 1.0, 3.0)
 
 
-def _train_one(name, model, data, loss, config, key, progress):
-    rule, mode = make_rule(name)
-    if mode == "online":
-        step = train_online(model, rule, loss, optax.adam(config.online_lr))
-    else:
-        step = train_offline(model, loss, optax.adam(config.lr), rule)
-    trajectory, similarity = (
-        [],
-        analysis.SimilarityRecorder(rule, BPTT(), every=config.similarity_every),
-    )
-
-    def on_step(done, current, xs, ys):
-        if done % config.trajectory_every == 0:
-            trajectory.append(analysis.flatten_params(current))
-        if name != "bptt":
-            similarity(done, current, loss, xs, ys)
-
-    xs0, ys0 = data.train_x[: config.batch_size], data.train_y[: config.batch_size]
-    memory = _memory_estimate(step, model, step.init(model), xs0, ys0)
-    if progress:
-        print(f"[{name}] training ({mode})", flush=True)
-    start = time.perf_counter()
-    trained, history = fit(
-        model,
-        step,
-        data,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        key=key,
-        progress=progress,
-        on_step=on_step,
-    )
-    elapsed = time.perf_counter() - start
-    trajectory.append(analysis.flatten_params(trained))
-    from ..neurobench import neurobench_metrics
-
-    return {
-        "neurobench": neurobench_metrics(trained, data.test_x, data.test_y),
-        "mode": mode,
-        "model": trained,
-        "history": history,
-        "train_time_s": elapsed,
-        "time_per_epoch_s": float(np.mean(history["epoch_time"])),
-        "peak_memory_bytes": memory,
-        "trajectory": jnp.stack(trajectory),
-        "similarity_steps": similarity.steps,
-        "similarity_curves": {k: v.tolist() for k, v in similarity.layer_curves().items()},
-    }
+def config_rules(config: CompareConfig):
+    """The configured rules with the offline/online learning rates applied."""
+    out = []
+    for name in config.rules:
+        spec = rule(name)
+        lr = config.online_lr if spec.driver == "online" else config.lr
+        if spec.driver in ("online", "offline", "deferred", "fptt") and name != "stdp":
+            spec = rule(name, lr=lr)
+        out.append(spec)
+    return out
 
 
-def run_comparison(config: CompareConfig, *, progress: bool = True) -> dict:
-    """Train each rule of ``config`` and gather every number and array the report uses."""
+def run_comparison(config: CompareConfig, *, progress: bool = True) -> CompareResult:
+    """Train each rule of ``config`` on Randman and gather every number the report uses."""
     from ..data import randman
 
-    for name in config.rules:
-        make_rule(name)  # fail on an unknown name before any work
-    root = jax.random.key(config.seed)
+    specs = config_rules(config)  # unknown names fail here, before any work
     data = randman(
-        jax.random.fold_in(root, 0),
+        jax.random.fold_in(jax.random.key(config.seed), 0),
         n_classes=config.classes,
         n_units=config.units,
         n_steps=config.steps,
@@ -122,64 +72,67 @@ def run_comparison(config: CompareConfig, *, progress: bool = True) -> dict:
         encoding=config.encoding,
         p=config.p,
     )
-    model = feedforward(
-        (config.units, config.hidden, config.classes), key=jax.random.fold_in(root, 1), readout="li"
+
+    def model(key):
+        return feedforward((config.units, config.hidden, config.classes), key=key, readout="li")
+
+    description = (
+        f"Randman, encoding `{config.encoding}`, {config.classes} classes, {config.units} "
+        f"units, {config.steps} steps, {config.samples} samples per class; network "
+        f"{config.units}-{config.hidden}-{config.classes} (LIF hidden layer, leaky-integrator "
+        f"readout), per-step cross-entropy."
     )
-    loss = PerStep()
-    xs, ys = data.train_x[: config.batch_size], data.train_y[: config.batch_size]
-    initial = {}
-    for name in config.rules:
-        if name != "bptt":
-            rule, _ = make_rule(name)
-            initial[name] = analysis.gradient_similarity(rule, BPTT(), model, loss, xs, ys)
-    runs = {
-        name: _train_one(name, model, data, loss, config, jax.random.fold_in(root, 2), progress)
-        for name in config.rules
-    }
-    return {
-        "config": config,
-        "data": data,
-        "initial_model": model,
-        "loss": loss,
-        "initial_similarity": initial,
-        "runs": runs,
-    }
+    return compare(
+        model,
+        specs,
+        data,
+        PerStep(),
+        seeds=tuple(range(config.seed, config.seed + config.seeds)),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        budget=config.budget,
+        updates=config.updates,
+        tune_lr_grid=TUNE_GRID if config.tune_lr else None,
+        similarity_every=config.similarity_every,
+        trajectory_every=config.trajectory_every,
+        progress=progress,
+        description=description,
+    )
 
 
-def landscape_of(results: dict, eval_size: int = 128) -> dict:
-    """The loss surface in the PCA plane of all trajectories, around the first rule's
-    final model (Li et al. 2018), on a fixed evaluation batch."""
-    config, data, loss = results["config"], results["data"], results["loss"]
-    runs = results["runs"]
-    reference = runs[config.rules[0]]["model"]
+def landscape_of(results: CompareResult, grid: int = 15, eval_size: int = 128) -> dict:
+    """The loss surface in the PCA plane of the first seed's trajectories of every rule,
+    around the first rule's final model (Li et al. 2018), on a fixed evaluation batch."""
+    names = results.rules
+    reference = results.runs[names[0]].seeds[0].model
     pca = analysis.trajectory_pca(
-        [runs[name]["trajectory"] for name in config.rules],
+        [results.runs[name].seeds[0].trajectory for name in names],
         analysis.flatten_params(reference),
         model=reference,
     )
-    alphas, betas = analysis.trajectory_grid(pca.coordinates, num=config.grid, margin=1.2)
-    xs, ys = data.test_x[:eval_size], data.test_y[:eval_size]
+    alphas, betas = analysis.trajectory_grid(pca.coordinates, num=grid, margin=1.2)
+    xs, ys = results.data.test_x[:eval_size], results.data.test_y[:eval_size]
 
     def loss_of_model(model):
-        return sequence_loss(model, loss, xs, ys)[0]
+        return sequence_loss(model, results.loss, xs, ys)[0]
 
     surface = analysis.loss_surface(
-        loss_of_model, reference, *pca.directions, alphas, betas, chunk_size=config.grid
+        loss_of_model, reference, *pca.directions, alphas, betas, chunk_size=grid
     )
     return {
         "alphas": alphas,
         "betas": betas,
         "surface": surface,
-        "coordinates": dict(zip(config.rules, pca.coordinates)),
-        "explained_variance": pca.explained_variance_ratio,
+        "coordinates": dict(zip(names, pca.coordinates)),
+        "explained_variance": np.asarray(pca.explained_variance_ratio),
     }
 
 
-def recording_of(results: dict):
-    """One test sample through the first rule's trained model, every layer recorded."""
+def recording_of(results: CompareResult):
+    """One test sample through the first rule's first trained model, every layer recorded."""
     from .._simulate import record
 
-    model = results["runs"][results["config"].rules[0]]["model"]
-    sample = results["data"].test_x[0]
+    model = results.runs[results.rules[0]].seeds[0].model
+    sample = results.data.test_x[0]
     _, rec = record(model, sample)
     return sample, rec, model

@@ -1,0 +1,216 @@
+"""`eqslax.compare(model, rules, data, loss, ...)`: train several rules from the same
+initial models on the same data, over several seeds, under an explicit budget."""
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from .._losses import AbstractLoss
+from ._loop import Plan, RuleRun, train_rule
+from ._registry import Rule, rule
+from ._stats import Interval, mean_ci, paired_difference
+from ._steps import updates_per_batch
+from ._tune import tune_lr
+
+SCHEMA_VERSION = 2
+BUDGETS = ("epochs", "updates")
+
+
+@dataclasses.dataclass
+class CompareResult:
+    """Everything `eqslax.compare` measured; the report, plots and `results.json` read it.
+
+    `runs` maps each rule's name to its [`RuleRun`][] (with one `SeedRun` per seed, in
+    the order of `seeds`); `initial_models[i]` is seed `seeds[i]`'s initial model, the
+    same for every rule.
+    """
+
+    runs: dict[str, RuleRun]
+    seeds: tuple[int, ...]
+    initial_models: list
+    data: Any
+    loss: AbstractLoss
+    budget: str
+    epochs: int
+    batch_size: int
+    metric: str
+    shared_init: bool
+    tuned_lr: dict[str, dict] = dataclasses.field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        return tuple(self.runs)
+
+    def values(self, name: str, key: str = "test_accuracy") -> np.ndarray:
+        """`key` of each seed's final metrics (or a per-rule number) for rule `name`."""
+        run = self.runs[name]
+        if key in run.seeds[0].final:
+            return np.array([s.final[key] for s in run.seeds])
+        return np.array([getattr(run, key)])
+
+    def interval(self, name: str, key: str = "test_accuracy") -> Interval:
+        return mean_ci(self.values(name, key))
+
+    def difference(self, a: str, b: str, key: str = "test_accuracy") -> Interval:
+        """`a - b` paired by seed."""
+        return paired_difference(self.values(a, key), self.values(b, key))
+
+
+def _as_rule(item) -> Rule:
+    if isinstance(item, Rule):
+        return item
+    if isinstance(item, str):
+        return rule(item)
+    raise TypeError(
+        f"compare: each of `rules` must be a registry name or an eqslax.compare.Rule, "
+        f"got {type(item).__name__}."
+    )
+
+
+def _check_data(data) -> None:
+    missing = [k for k in ("train_x", "train_y", "test_x", "test_y") if not hasattr(data, k)]
+    if missing:
+        raise TypeError(
+            f"compare: `data` must have train_x, train_y, test_x, test_y arrays (e.g. "
+            f"eqslax.data.randman(...)); {type(data).__name__} lacks {', '.join(missing)}."
+        )
+
+
+def _initial_models(model, seed_keys):
+    if isinstance(model, Callable) and not hasattr(model, "init_state"):
+        return [model(jax.random.fold_in(k, 1)) for k in seed_keys], False
+    return [model for _ in seed_keys], True
+
+
+def _batches(specs, budget, updates, epochs, per_epoch, steps) -> dict[str, int]:
+    if budget == "epochs":
+        return {s.name: epochs * per_epoch for s in specs}
+    per = {s.name: updates_per_batch(s, steps) for s in specs}
+    lcm = math.lcm(*per.values())
+    if updates is None:
+        updates = lcm * math.ceil(epochs * per_epoch * min(per.values()) / lcm)
+    bad = {n: p for n, p in per.items() if updates % p}
+    if bad or updates <= 0:
+        raise ValueError(
+            f"compare: `updates`={updates} must be a positive multiple of every rule's "
+            f"updates per batch ({', '.join(f'{n}: {p}' for n, p in per.items())}); "
+            f"e.g. {lcm * max(1, updates // lcm)}."
+        )
+    return {n: updates // p for n, p in per.items()}
+
+
+def compare(
+    model,
+    rules: Sequence[str | Rule],
+    data,
+    loss: AbstractLoss,
+    *,
+    seeds: int | Sequence[int] = 1,
+    epochs: int = 8,
+    batch_size: int = 32,
+    budget: str = "epochs",
+    updates: int | None = None,
+    vmap_seeds: bool = True,
+    tune_lr_grid: Sequence[float] | None = None,
+    similarity_every: int = 10,
+    trajectory_every: int = 10,
+    progress: bool = True,
+    description: str = "",
+) -> CompareResult:
+    r"""Train every rule of `rules` from the same initial models on `data` and measure
+    what differs.
+
+    **Arguments:**
+
+    - `model`: an eqslax model (anything `eqslax.simulate` accepts), shared by every
+      seed, or `key -> model` to initialise each seed differently.
+    - `rules`: registry names (`"bptt"`, `"ostl"`, ...) or [`eqslax.compare.Rule`][]s.
+    - `data`: `train_x (batch, time, in)`, `train_y`, `test_x`, `test_y`.
+    - `loss`: an eqslax loss (online and deferred drivers need a per-step loss).
+    - `seeds`: a count $N$ (seeds $0..N-1$) or the seeds. Seed $s$ draws the initial model
+      from `fold_in(key(s), 1)` and its data order from `fold_in(key(s), 2)`; every rule
+      sees the same $N$ initial models and orders.
+    - `epochs`, `batch_size`: passes over the training set and samples per batch.
+    - `budget`: `"epochs"` (every rule sees `epochs` epochs) or `"updates"` (every rule
+      makes `updates` optimiser updates; by default the smallest common multiple of the
+      rules' updates per batch at or above what the least-updating rule makes in `epochs`).
+    - `vmap_seeds`: train the seeds of a rule as one vmapped program (one compile).
+    - `tune_lr_grid`: factors of each rule's learning rate tried on a validation split
+      (the last 20 % of the training set), one seed, `epochs` epochs; the best final
+      validation accuracy wins and is used for the real runs.
+    - `similarity_every`, `trajectory_every`: every how many batches the gradient
+      similarity to BPTT and the parameters are recorded.
+
+    **Returns:** a [`CompareResult`][].
+    """
+    specs = [_as_rule(r) for r in rules]
+    if not specs:
+        raise ValueError("compare: `rules` must name at least one rule, got none.")
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"compare: rule names must be unique, got {names}.")
+    if not isinstance(loss, AbstractLoss):
+        raise TypeError(f"compare: `loss` must be an eqslax loss, got {type(loss).__name__}.")
+    _check_data(data)
+    if budget not in BUDGETS:
+        raise ValueError(f"compare: `budget` must be one of {BUDGETS}, got {budget!r}.")
+    seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("compare: `seeds` must be at least 1.")
+    if not isinstance(epochs, int) or epochs <= 0:
+        raise ValueError(f"compare: `epochs` must be a positive int, got {epochs!r}.")
+    n, steps = data.train_x.shape[0], data.train_x.shape[1]
+    if not isinstance(batch_size, int) or not 0 < batch_size <= n:
+        raise ValueError(f"compare: `batch_size` must be in 1..{n}, got {batch_size!r}.")
+    per_epoch = n // batch_size
+    batches = _batches(specs, budget, updates, epochs, per_epoch, steps)
+    seed_keys = [jax.random.key(s) for s in seeds]
+    initial, shared = _initial_models(model, seed_keys)
+    order_keys = [jax.random.fold_in(k, 2) for k in seed_keys]
+    plan = Plan(batch_size, per_epoch, similarity_every, trajectory_every, progress)
+    tuned = {}
+    if tune_lr_grid:
+        tuned = {
+            s.name: tune_lr(
+                s, initial[0], order_keys[0], data, loss, batches[s.name], plan, tune_lr_grid
+            )
+            for s in specs
+        }
+        specs = [_with_lr(s, tuned[s.name]["chosen"]) for s in specs]
+    runs = {
+        s.name: train_rule(
+            s, initial, order_keys, seeds, data, loss, batches[s.name], plan, vmap_seeds
+        )
+        for s in specs
+    }
+    return CompareResult(
+        runs=runs,
+        seeds=seeds,
+        initial_models=initial,
+        data=data,
+        loss=loss,
+        budget=budget,
+        epochs=epochs,
+        batch_size=batch_size,
+        metric="accuracy",
+        shared_init=shared,
+        tuned_lr=tuned,
+        description=description,
+    )
+
+
+def _with_lr(spec: Rule, lr: float) -> Rule:
+    return Rule(
+        name=spec.name,
+        rule=spec.rule,
+        driver=spec.driver,
+        lr=lr,
+        optimizer=spec.optimizer,
+        description=spec.description,
+        vmap_seeds=spec.vmap_seeds,
+    )
