@@ -36,7 +36,6 @@ def _fail(message: str) -> int:
 
 def run(args) -> int:
     from ._report import write_report
-
     from ._run import CompareConfig, run_comparison
 
     rules = tuple(r.strip() for r in args.rules.split(",") if r.strip())
