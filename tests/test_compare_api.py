@@ -1,0 +1,192 @@
+"""`eqslax.compare(model, rules, data, loss, ...)`: user-built models, user rules, seeds,
+the vmapped-seeds path, update budgets and the Student-t intervals."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+import optax
+import pytest
+from helpers import assert_tree_allclose
+
+import eqslax
+from eqslax.data import randman
+
+CLASSES, UNITS, STEPS, HIDDEN, BATCH = 3, 6, 10, 6, 6
+
+
+@pytest.fixture(scope="module")
+def data():
+    return randman(
+        jax.random.key(0), n_classes=CLASSES, n_units=UNITS, n_steps=STEPS, samples_per_class=8
+    )
+
+
+def feedforward(key):
+    return eqslax.feedforward((UNITS, HIDDEN, CLASSES), key=key, readout="li")
+
+
+def recurrent(key):
+    """Linear -> LIF with a `cat` self-edge (W_rec y_{t-1}) -> Linear -> LI."""
+    k = jax.random.split(key, 3)
+    layers = [
+        eqx.nn.Linear(UNITS, HIDDEN, key=k[0]),
+        eqslax.LIF(HIDDEN),
+        eqx.nn.Linear(HIDDEN, CLASSES, key=k[1]),
+        eqslax.LI(CLASSES),
+    ]
+    model = eqslax.Connect(layers, cat={1: [1]}, key=k[2])
+    return eqx.tree_at(lambda m: m.layers[0].weight, model, 3.0 * model.layers[0].weight)
+
+
+def run(model, rules, data, **options):
+    options = {"seeds": 2, "epochs": 1, "batch_size": BATCH, "progress": False} | options
+    return eqslax.compare(model, rules, data, eqslax.PerStep(), **options)
+
+
+def params(model):
+    return eqx.filter(eqslax.trainable(model), eqx.is_array)
+
+
+def test_compare_user_recurrent_model(data):
+    result = run(recurrent, ["bptt", "rtrl"], data, seeds=1)
+    per_epoch = data.train_x.shape[0] // BATCH
+    assert result.rules == ("bptt", "rtrl") and result.seeds == (0,)
+    assert isinstance(result.initial_models[0], eqslax.Connect)
+    assert result.initial_models[0].projections[0].weight.shape == (HIDDEN, HIDDEN)
+    bptt, rtrl = result.runs["bptt"], result.runs["rtrl"]
+    assert bptt.updates == per_epoch and rtrl.updates == per_epoch * STEPS
+    for seed_run in bptt.seeds + rtrl.seeds:
+        assert seed_run.history["epoch"] == [1]
+        test = eqslax.evaluate(seed_run.model, eqslax.PerStep(), data.test_x, data.test_y)
+        assert seed_run.final["test_accuracy"] == pytest.approx(test["accuracy"])
+    # RTRL is exact through the recurrent edge: its first gradient is BPTT's
+    for seed_run in rtrl.seeds:
+        assert float(seed_run.initial_similarity.global_cosine) == pytest.approx(1.0, abs=1e-9)
+        assert float(seed_run.initial_similarity.global_ratio) == pytest.approx(1.0, abs=1e-9)
+    # training moved the recurrent weight
+    for s, seed_run in enumerate(rtrl.seeds):
+        start = result.initial_models[s].projections[0].weight
+        assert float(jnp.abs(seed_run.model.projections[0].weight - start).max()) > 1e-4
+
+
+class SignBPTT(eqslax.AbstractLearningRule):
+    """A user rule: the sign of BPTT's gradient (signSGD with an SGD optimiser)."""
+
+    def update(self, model, rule_state, loss, xs, ys):
+        grads, rule_state, aux = eqslax.BPTT().update(model, rule_state, loss, xs, ys)
+        return jtu.tree_map(jnp.sign, grads), rule_state, aux
+
+
+def test_compare_cubalif_with_a_user_rule(data):
+    def cubalif(key):
+        return eqslax.feedforward((UNITS, HIDDEN, CLASSES), key=key, neuron="cubalif", readout="li")
+
+    lr = 1e-2
+    eqslax.compare.register_rule(
+        "sign_bptt", SignBPTT, driver="offline", lr=lr, optimizer=optax.sgd
+    )
+    try:
+        result = run(cubalif, ["sign_bptt"], data, seeds=1)
+    finally:
+        eqslax.compare.RULES.pop("sign_bptt")
+    assert "sign_bptt" not in eqslax.compare.RULES
+    signed = result.runs["sign_bptt"]
+    assert signed.driver == "offline" and signed.updates == data.train_x.shape[0] // BATCH
+    # every step of signSGD moves each parameter by -lr, 0 or +lr: the change is a whole
+    # multiple of lr no larger than the number of updates
+    moved = jtu.tree_map(
+        lambda a, b: (a - b) / lr, params(signed.seeds[0].model), params(result.initial_models[0])
+    )
+    steps = np.concatenate([np.ravel(x) for x in jtu.tree_leaves(moved)])
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-6)
+    assert 1 <= np.round(np.abs(steps)).max() <= signed.updates
+
+
+@pytest.fixture(scope="module")
+def seeded(data):
+    """The same seeds three times: vmapped twice (OSTL only the second time), sequential."""
+    rules = ["bptt", "ostl"]
+    return (
+        run(feedforward, rules, data, seeds=(3, 5)),
+        run(feedforward, ["ostl"], data, seeds=(3, 5)),
+        run(feedforward, rules, data, seeds=(3, 5), vmap_seeds=False),
+    )
+
+
+def test_identical_seeds_give_identical_results(seeded):
+    first, again, _ = seeded
+    a, b = first.runs["ostl"].seeds, again.runs["ostl"].seeds
+    for x, y in zip(a, b):
+        assert x.history["test_loss"] == y.history["test_loss"]
+        assert x.history["train_loss"] == y.history["train_loss"]
+        assert_tree_allclose(params(x.model), params(y.model), rtol=0, atol=0)
+    # different seeds: different initial models and different training
+    assert a[0].history["train_loss"] != a[1].history["train_loss"]
+    w3, w5 = (m.layers[0].weight for m in first.initial_models)
+    assert not np.allclose(w3, w5)
+
+
+def test_vmapped_seeds_equal_sequential_runs(seeded):
+    vmapped, _, sequential = seeded
+    assert jnp.result_type(vmapped.initial_models[0].layers[0].weight) == jnp.float64
+    for name in ("bptt", "ostl"):
+        assert vmapped.runs[name].vmapped and not sequential.runs[name].vmapped
+        for x, y in zip(vmapped.runs[name].seeds, sequential.runs[name].seeds):
+            assert x.seed == y.seed
+            assert_tree_allclose(params(x.model), params(y.model), rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(x.history["train_loss"], y.history["train_loss"], rtol=1e-10)
+            np.testing.assert_allclose(x.history["test_loss"], y.history["test_loss"], rtol=1e-10)
+            assert x.history["test_accuracy"] == y.history["test_accuracy"]
+
+
+def counting(lr):
+    """An 'optimiser' that adds `lr` to every parameter at every update, so that the
+    change of any parameter divided by `lr` counts the updates made."""
+
+    def update(grads, state, params=None):
+        return jtu.tree_map(lambda g: jnp.full_like(g, lr), grads), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def test_budget_updates_gives_every_rule_the_same_update_count(data):
+    lr = 1e-3
+    rules = [
+        eqslax.compare.Rule("bptt", eqslax.BPTT(), "offline", lr, optimizer=counting),
+        eqslax.compare.Rule("ostl", eqslax.OSTL(), "online", lr, optimizer=counting),
+        eqslax.compare.Rule("fptt", eqslax.FPTT(5), "fptt", lr, optimizer=counting),
+    ]
+    result = run(feedforward, rules, data, seeds=1, epochs=2, budget="updates", updates=20)
+    batches = {"bptt": 20, "ostl": 2, "fptt": 4}
+    for name, rule_run in result.runs.items():
+        assert rule_run.updates == 20 and rule_run.batches == batches[name]
+        assert rule_run.seeds[0].history["updates"][-1] == 20
+        moved = jtu.tree_map(
+            lambda a, b: (a - b) / lr,
+            params(rule_run.seeds[0].model),
+            params(result.initial_models[0]),
+        )
+        for leaf in jtu.tree_leaves(moved):
+            np.testing.assert_allclose(leaf, 20.0, rtol=1e-9, err_msg=name)
+    with pytest.raises(ValueError, match=r"`updates`=7 .*bptt: 1, ostl: 10, fptt: 5"):
+        run(feedforward, rules, data, seeds=1, budget="updates", updates=7)
+
+
+def test_student_t_interval_by_hand():
+    values = [0.5, 0.7, 0.9]
+    interval = eqslax.compare.mean_ci(values)
+    half = 4.303 * 0.2 / math.sqrt(3)  # t_{0.975, 2} s / sqrt(n), s = 0.2
+    assert interval.mean == pytest.approx(0.7, rel=1e-12) and interval.n == 3
+    assert interval.half_width == pytest.approx(half, rel=1e-4)
+    assert interval.low == pytest.approx(0.7 - half, abs=1e-4) and not interval.contains_zero()
+    difference = eqslax.compare.paired_difference([0.6, 0.8, 1.0], [0.1, 0.3, 0.2])
+    # differences 0.5, 0.5, 0.8: mean 0.6, s = sqrt(0.03)
+    assert difference.mean == pytest.approx(0.6, rel=1e-12)
+    assert difference.half_width == pytest.approx(4.303 * math.sqrt(0.03 / 3), rel=1e-4)
+    tie = eqslax.compare.paired_difference([0.5, 0.7, 0.6], [0.6, 0.6, 0.6])
+    assert tie.contains_zero()
+    assert math.isnan(eqslax.compare.mean_ci([0.4]).half_width)
