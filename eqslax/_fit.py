@@ -21,7 +21,7 @@ from ._neurons import AbstractNeuron
 def _outputs(model, xs):
     from ._simulate import _simulate, initial_state
 
-    return jax.vmap(lambda x: _simulate(model, x, initial_state(model, x[0]), False)[1])(xs)
+    return jax.vmap(lambda x: _simulate(model, x, initial_state(model, x[0]), False, "step")[1])(xs)
 
 
 def evaluate(
