@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format clean
+.PHONY: demo test docs docs-serve docs-check lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,22 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto
 
+# The documentation site (mkdocs-material + mkdocstrings): tutorials run, support matrix measured.
+DOCS_STAMP := $(VENV)/.installed-docs
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[dev,flax,nir,docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	MPLBACKEND=Agg NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(DOCS_STAMP)
+	MPLBACKEND=Agg NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+# Headless Chromium renders the built site (skips, saying so, without Chromium).
+docs-check: $(DOCS_STAMP)
+	$(BIN)/python -m pytest -p no:xdist -p no:cacheprovider docs/checks
+
 lint: $(STAMP)
 	$(BIN)/ruff check eqslax tests examples benchmarks
 	$(BIN)/ruff format --check eqslax tests examples benchmarks
@@ -30,4 +46,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix eqslax tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) demo-out site .pytest_cache
