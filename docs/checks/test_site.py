@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 SITE = Path(__file__).resolve().parents[2] / "site"
-BROWSER = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
-                if shutil.which(n)), None)
+BROWSER = next(
+    (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
+    None,
+)
 
 
 def rendered(page: str) -> str:
@@ -24,7 +26,9 @@ def rendered(page: str) -> str:
     assert path.exists(), f"{path} is missing: run `make docs` first"
     result = subprocess.run(
         [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", path.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout

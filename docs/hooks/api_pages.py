@@ -143,7 +143,5 @@ def page_markdown(page: str, names: list[str]) -> str:
 
 def on_files(files, config):
     for page, names in assign_pages().items():
-        files.append(
-            File.generated(config, f"api/{page}.md", content=page_markdown(page, names))
-        )
+        files.append(File.generated(config, f"api/{page}.md", content=page_markdown(page, names)))
     return files
