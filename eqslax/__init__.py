@@ -16,9 +16,11 @@ from ._losses import (
     CountMSE as CountMSE,
     PerStep as PerStep,
     RateRegularised as RateRegularised,
+    Targets as Targets,
     accuracy as accuracy,
     spiking_layers as spiking_layers,
 )
+from ._metrics import task_metrics as task_metrics
 from ._neurons import (
     ALIF as ALIF,
     IF as IF,

@@ -13,8 +13,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
 from ._checkpoint import Checkpoint, atomic_write, load_checkpoint, save_checkpoint
-from ._losses import AbstractLoss, accuracy
+from ._losses import AbstractLoss
+from ._metrics import add_totals, finish_metrics, metric_names, metric_totals
 from ._neurons import AbstractNeuron
+from ._rules._base import check_batch
 
 
 @eqx.filter_jit
@@ -27,14 +29,17 @@ def _outputs(model, xs):
 def evaluate(
     model: AbstractNeuron, loss: AbstractLoss, xs: Array, ys: Array, batch_size: int = 256
 ) -> dict[str, float]:
-    """Batch-mean loss and accuracy of ``model`` on ``(xs, ys)``, in chunks."""
-    total_loss, correct = 0.0, 0.0
+    """Sample-mean loss and the task metrics of ``model`` on ``(xs, ys)``, in chunks:
+    ``{"loss", "accuracy"}`` for class labels, ``{"loss", "mse", "r2"}`` for real-valued
+    targets (see :func:`eqslax.task_metrics`)."""
+    ys = check_batch(model, loss, xs, ys, "evaluate")
+    total_loss, totals = 0.0, None
     for start in range(0, xs.shape[0], batch_size):
         x, y = xs[start : start + batch_size], ys[start : start + batch_size]
         out = _outputs(model, x)
         total_loss += float(jnp.sum(jax.vmap(lambda o, c: loss(o, c))(out, y)))
-        correct += float(accuracy(loss, out, y)) * x.shape[0]
-    return {"loss": total_loss / xs.shape[0], "accuracy": correct / xs.shape[0]}
+        totals = add_totals(totals, metric_totals(loss, out, y))
+    return {"loss": total_loss / xs.shape[0], **finish_metrics(loss, totals)}
 
 
 class _Progress:
@@ -52,13 +57,17 @@ class _Progress:
             )
             sys.stderr.flush()
 
-    def epoch(self, epoch, epochs, row):
+    def epoch(self, epoch, epochs, row, names):
         if self.enabled:
             end = "\r" if self.live else ""
+
+            def part(split):
+                metrics = "  ".join(f"{_SHORT.get(m, m)} {row[f'{split}_{m}']:.3f}" for m in names)
+                return f"{split} loss {row[f'{split}_loss']:.4f}  {metrics}"
+
             sys.stderr.write(
-                f"{end}epoch {epoch + 1}/{epochs}  train loss {row['train_loss']:.4f}  "
-                f"acc {row['train_accuracy']:.3f}  test loss {row['test_loss']:.4f}  "
-                f"acc {row['test_accuracy']:.3f}  ({row['epoch_time']:.1f} s)\n"
+                f"{end}epoch {epoch + 1}/{epochs}  {part('train')}  {part('test')}  "
+                f"({row['epoch_time']:.1f} s)\n"
             )
 
 
@@ -95,8 +104,11 @@ def fit(
 
     **Returns:** ``(model, history)``; ``history`` maps ``epoch``, ``step``,
     ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy`` and
-    ``epoch_time`` (seconds) to one value per finished epoch.
+    ``epoch_time`` (seconds) to one value per finished epoch. With real-valued targets
+    (a loss with ``targets.kind == "value"``) ``train_mse``, ``train_r2``, ``test_mse``
+    and ``test_r2`` replace the accuracies.
     """
+    check_data(model, step.loss, data, "fit")
     n = data.train_x.shape[0]
     if batch_size <= 0 or batch_size > n:
         raise ValueError(
@@ -108,7 +120,8 @@ def fit(
         raise ValueError("fit: `checkpoint_every` needs a `checkpoint_dir`.")
     per_epoch = n // batch_size
     state = step.init(model)
-    history: dict[str, list] = {k: [] for k in _COLUMNS}
+    names = metric_names(step.loss)
+    history: dict[str, list] = {k: [] for k in _columns(names)}
     done = 0
     ckpt_path = os.path.join(checkpoint_dir, "checkpoint.eqx") if checkpoint_dir else None
     if resume and ckpt_path and os.path.exists(ckpt_path):
@@ -125,7 +138,7 @@ def fit(
     bar = _Progress(progress, per_epoch)
     for epoch in range(done // per_epoch, epochs):
         order = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-        start, losses, correct = time.perf_counter(), [], []
+        start, losses, totals = time.perf_counter(), [], None
         for batch in range(done % per_epoch, per_epoch):
             if max_steps is not None and done >= max_steps:
                 save()
@@ -136,37 +149,45 @@ def fit(
                 on_step(done, model, data.train_x[index], ys)
             model, state, outputs, loss = step(model, state, data.train_x[index], ys)
             losses.append(float(loss))
-            correct.append(float(accuracy(step.loss, outputs, ys)))
+            totals = add_totals(totals, metric_totals(step.loss, outputs, ys))
             done += 1
             bar.update(epoch, epochs, batch + 1, losses[-1])
             if checkpoint_every and done % checkpoint_every == 0:
                 save()
         test = evaluate(model, step.loss, data.test_x, data.test_y)
-        row = {
-            "epoch": epoch + 1,
-            "step": done,
-            "train_loss": _mean(losses),
-            "train_accuracy": _mean(correct),
-            "test_loss": test["loss"],
-            "test_accuracy": test["accuracy"],
-            "epoch_time": time.perf_counter() - start,
-        }
+        train = {"loss": _mean(losses), **finish_metrics(step.loss, totals)}
+        row = {"epoch": epoch + 1, "step": done}
+        row.update({f"train_{k}": v for k, v in train.items()})
+        row.update({f"test_{k}": v for k, v in test.items()})
+        row["epoch_time"] = time.perf_counter() - start
         for name, value in row.items():
             history[name].append(value)
-        bar.epoch(epoch, epochs, row)
+        bar.epoch(epoch, epochs, row, names)
     save()
     return model, history
 
 
-_COLUMNS = (
-    "epoch",
-    "step",
-    "train_loss",
-    "train_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "epoch_time",
-)
+_SHORT = {"accuracy": "acc"}
+
+
+def _columns(names: tuple[str, ...]) -> tuple[str, ...]:
+    """History columns: ``train_<metric>``/``test_<metric>`` for each task metric."""
+    train = tuple(f"train_{m}" for m in ("loss", *names))
+    test = tuple(f"test_{m}" for m in ("loss", *names))
+    return ("epoch", "step", *train, *test, "epoch_time")
+
+
+def check_data(model, loss, data, owner: str) -> None:
+    """``data``'s training and test splits hold batches ``loss`` can score, before any work."""
+    for split in ("train", "test"):
+        x_name, y_name = f"data.{split}_x", f"data.{split}_y"
+        if not (hasattr(data, f"{split}_x") and hasattr(data, f"{split}_y")):
+            raise TypeError(
+                f"{owner}: `data` must have train_x, train_y, test_x and test_y, got "
+                f"{type(data).__name__} without `{x_name}` or `{y_name}`."
+            )
+        xs, ys = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
+        check_batch(model, loss, xs, ys, owner, (x_name, y_name))
 
 
 def _mean(values):

@@ -6,15 +6,22 @@ sample on its whole output sequence :math:`y_{1..T}` and averaged over the batch
 .. math:: \mathcal L = \frac1B \sum_{b=1}^B L(y^{(b)}_{1..T}, c^{(b)})
 
 - :class:`PerStep` (per-step convention, Slax Fig. 9): :math:`L = \frac1T\sum_t
-  \ell(y_t, c)`, the *mean* over time of a per-step loss. Online rules see the step
-  term :math:`\ell(y_t, c)` and update from it; deferred online rules sum the step
+  \ell(y_t, c_t)`, the *mean* over time of a per-step loss. Online rules see the step
+  term :math:`\ell(y_t, c_t)` and update from it; deferred online rules sum the step
   gradients and divide by :math:`T`, so they follow the same :math:`\mathcal L`.
 - :class:`Accumulated` (accumulated convention): :math:`L = \ell(\mathrm{reduce}_t\,
   y_t, c)` with ``reduce`` one of ``"sum"`` (spike counts), ``"mean"`` or ``"max"``
   (membrane readouts). Only offline rules (BPTT) can train it.
 
-The per-step function :math:`\ell(\text{output}, \text{label})` is optax-style, e.g.
-``optax.softmax_cross_entropy_with_integer_labels``.
+The per-step function :math:`\ell(\text{output}, \text{target})` is optax-style, e.g.
+``optax.softmax_cross_entropy_with_integer_labels`` or ``optax.l2_loss``.
+
+**Targets.** Each loss declares the targets it takes (:class:`Targets`); a batch's
+``ys`` is one of
+
+- one integer class label per sequence, ``(batch,)`` (:math:`c_t = c`);
+- one integer class label per step, ``(batch, time)``;
+- real-valued targets per step, ``(batch, time, *out)`` shaped like the model's output.
 """
 
 import abc
@@ -25,73 +32,185 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import Array, ArrayLike, Float, Int, Shaped
 
 from ._checks import check_choice
 
 _REDUCTIONS = {"sum": jnp.sum, "mean": jnp.mean, "max": jnp.max}
+_KINDS = ("class", "value")
+# optax's regression losses: `PerStep(fn)` with one of them takes real-valued targets.
+_REGRESSION = (optax.l2_loss, optax.squared_error, optax.huber_loss, optax.log_cosh)
+
+
+class Targets(eqx.Module):
+    """What a loss takes as targets.
+
+    **Fields:**
+
+    - ``kind``: ``"class"`` (integer labels in ``0..n_classes-1``, ``n_classes`` the size
+      of the output's last axis) or ``"value"`` (real numbers shaped like one step's
+      output).
+    - ``per_sequence``: accepts one target per sequence, ``ys`` of shape ``(batch,)``.
+    - ``per_step``: accepts one target per step, ``(batch, time)`` for labels or
+      ``(batch, time, *out)`` for values.
+    """
+
+    kind: str = eqx.field(static=True)
+    per_sequence: bool = eqx.field(static=True)
+    per_step: bool = eqx.field(static=True)
+
+    def __check_init__(self):
+        check_choice(self.kind, "kind", _KINDS, "Targets")
+
+
+def check_label_range(labels: Array, n_classes: int, owner: str, name: str) -> Array:
+    """``labels`` with a runtime check (``eqx.error_if``) that each is in ``0..n_classes-1``.
+
+    Works on traced labels; the returned array must be used."""
+    bad = (labels < 0) | (labels >= n_classes)
+    return eqx.error_if(
+        labels,
+        jnp.any(bad),
+        f"{owner}: `{name}` holds a class label outside 0..{n_classes - 1} "
+        f"(n_classes = {n_classes}, the size of the output's last axis).",
+    )
 
 
 class AbstractLoss(eqx.Module):
-    """A per-sample loss on an output sequence ``(time, *out)`` and an integer label.
+    """A per-sample loss on an output sequence ``(time, *out)`` and its target.
 
     ``needs_layers`` losses also receive every layer's outputs (rate regularisers).
+    ``targets`` says which targets the loss takes (default: one class label per
+    sequence). Online rules hand ``target_at(target, t)`` to :meth:`PerStep.step`.
     """
 
     per_step: ClassVar[bool] = False
     needs_layers: ClassVar[bool] = False
 
+    @property
+    def targets(self) -> Targets:
+        """The targets this loss takes (see :class:`Targets`)."""
+        return Targets("class", per_sequence=True, per_step=False)
+
+    def target_at(
+        self, target: Shaped[ArrayLike, "..."], t: Int[ArrayLike, ""]
+    ) -> Shaped[ArrayLike, "..."]:
+        """One sample's target at step ``t`` (default: the target itself, the same at
+        every step)."""
+        return target
+
     @abc.abstractmethod
     def __call__(
-        self, outputs: Float[Array, "time ..."], label: Int[Array, ""], layers=None
+        self, outputs: Float[Array, "time ..."], label: Shaped[ArrayLike, "..."], layers=None
     ) -> Float[Array, ""]:
         """The loss :math:`L` of one sample."""
 
     @abc.abstractmethod
-    def predict(self, outputs: Float[Array, "time ..."]) -> Int[Array, ""]:
+    def predict(self, outputs: Float[Array, "time ..."]) -> Shaped[Array, "..."]:
         """The class this loss's readout assigns to one sample."""
 
-    def target_at(self, target: PyTree, t: Int[Array, ""]) -> PyTree:
-        """The target of step $t$ of one sample, as online rules hand it to `step`.
-
-        **Arguments:**
-
-        - `target`: the target of one sample, as given to the rule or driver.
-        - `t`: the step index, $0 \\le t < T$ (a traced integer).
-
-        The default returns `target` unchanged: one label for the whole sequence. A loss
-        that takes a target per step overrides it (e.g. to return `target[t]`).
-        """
-        del t
-        return target
+    def predict_steps(self, outputs: Float[Array, "time ..."]) -> Shaped[Array, "time ..."]:
+        """The prediction at each step (for per-step targets): :math:`\\arg\\max_c y_{t,c}`."""
+        return jnp.argmax(outputs, axis=-1)
 
 
 class PerStep(AbstractLoss):
-    r""":math:`L = \frac1T \sum_t \ell(y_t, c)`; prediction :math:`\arg\max_c \sum_t y_{t,c}`.
+    r""":math:`L = \frac1T \sum_t \ell(y_t, c_t)`, the mean over time of a per-step loss.
 
-    **Arguments:** ``fn(output, label) -> scalar`` (default softmax cross-entropy, the
-    output at each step used as logits, as in the OTPE and Slax experiments).
+    Classification (``target="class"``): the target is one integer label per sequence
+    (:math:`c_t = c`) or one per step; the prediction is :math:`\arg\max_c \sum_t y_{t,c}`
+    for one label per sequence and :math:`\arg\max_c y_{t,c}` at each step otherwise.
+    Regression (``target="value"``): :math:`c_t` is a real target shaped like
+    :math:`y_t`, e.g. ``PerStep(optax.l2_loss)`` for :math:`\ell = \tfrac12\lVert y_t -
+    c_t\rVert^2`; the prediction is :math:`y_t` itself.
+
+    **Arguments:**
+
+    - ``fn(output, target) -> scalar`` (default softmax cross-entropy, the output at each
+      step used as logits, as in the OTPE and Slax experiments); its value is summed if
+      it is not a scalar (``optax.l2_loss`` is elementwise).
+    - ``target``: ``"class"`` or ``"value"``; by default ``"value"`` when ``fn`` is one
+      of optax's regression losses (``l2_loss``, ``squared_error``, ``huber_loss``,
+      ``log_cosh``) and ``"class"`` otherwise.
     """
 
     per_step: ClassVar[bool] = True
-    fn: Callable[[Array, Array], Array] = optax.softmax_cross_entropy_with_integer_labels
+    fn: Callable[[Array, Array], Array]
+    target: str = eqx.field(static=True)
 
-    def step(self, output: Float[Array, "*out"], label: Int[Array, ""]) -> Float[Array, ""]:
-        r"""The step term :math:`\ell(y_t, c)`."""
-        return self.fn(output, label)
+    def __init__(
+        self,
+        fn: Callable[[Array, Array], Array] = optax.softmax_cross_entropy_with_integer_labels,
+        *,
+        target: str | None = None,
+    ):
+        if not callable(fn):
+            raise TypeError(
+                f"PerStep: `fn` must be a function (output, target) -> scalar, got {fn!r}."
+            )
+        if target is None:
+            target = "value" if any(fn is f for f in _REGRESSION) else "class"
+        self.fn = fn
+        self.target = check_choice(target, "target", _KINDS, "PerStep")
+
+    @property
+    def targets(self) -> Targets:
+        return Targets(self.target, per_sequence=self.target == "class", per_step=True)
+
+    def has_time_axis(self, target: Array) -> bool:
+        """Whether one sample's ``target`` holds one entry per step."""
+        return self.target == "value" or jnp.ndim(target) > 0
+
+    def target_at(self, target, t):
+        return target[t] if self.has_time_axis(target) else target
+
+    def step(
+        self, output: Float[Array, "*out"], target: Shaped[ArrayLike, "..."]
+    ) -> Float[Array, ""]:
+        r"""The step term :math:`\ell(y_t, c_t)` of one step's ``target``."""
+        target = jnp.asarray(target)
+        if self.target == "class" and target.ndim != 0:
+            raise ValueError(
+                f"PerStep.step: `target` must be one step's class label (a scalar), got "
+                f"shape {target.shape}; slice a per-step target with `target_at(target, t)`."
+            )
+        if self.target == "value" and target.shape != output.shape:
+            raise ValueError(
+                f"PerStep.step: `target` must be shaped like the output {output.shape}, got "
+                f"{target.shape}; slice a per-step target with `target_at(target, t)`."
+            )
+        return jnp.sum(self.fn(output, target))
 
     def __call__(self, outputs, label, layers=None):
-        return jnp.mean(jax.vmap(self.step, in_axes=(0, None))(outputs, label))
+        label = jnp.asarray(label)
+        if self.target == "class":
+            label = check_label_range(label, outputs.shape[-1], "PerStep", "label")
+        if self.has_time_axis(label):
+            if label.shape[:1] != outputs.shape[:1]:
+                raise ValueError(
+                    f"PerStep: a per-step `label` must have {outputs.shape[0]} steps like the "
+                    f"outputs, got shape {label.shape}."
+                )
+            terms = jax.vmap(self.step)(outputs, label)
+        else:
+            terms = jax.vmap(self.step, in_axes=(0, None))(outputs, label)
+        return jnp.mean(terms)
 
     def predict(self, outputs):
+        if self.target == "value":
+            return outputs
         return jnp.argmax(jnp.sum(outputs, axis=0))
+
+    def predict_steps(self, outputs):
+        return outputs if self.target == "value" else jnp.argmax(outputs, axis=-1)
 
 
 class Accumulated(AbstractLoss):
     r""":math:`L = \ell(\mathrm{reduce}_t\, y_t, c)`; prediction :math:`\arg\max` of the same.
 
     ``reduce="sum"`` with spikes gives a loss on spike counts; ``"max"`` and ``"mean"``
-    are the usual membrane readouts of an :class:`~eqslax.LI` output layer.
+    are the usual membrane readouts of an :class:`~eqslax.LI` output layer. Takes one
+    class label per sequence.
 
     **Arguments:** ``fn(reduced, label) -> scalar`` (default softmax cross-entropy) and
     ``reduce``.
@@ -104,6 +223,13 @@ class Accumulated(AbstractLoss):
         check_choice(self.reduce, "reduce", tuple(_REDUCTIONS), "Accumulated")
 
     def __call__(self, outputs, label, layers=None):
+        label = jnp.asarray(label)
+        if label.ndim != 0:
+            raise ValueError(
+                f"Accumulated: `label` must be one class label per sequence (a scalar), got "
+                f"shape {label.shape}; per-step targets need PerStep."
+            )
+        label = check_label_range(label, outputs.shape[-1], "Accumulated", "label")
         return self.fn(_REDUCTIONS[self.reduce](outputs, axis=0), label)
 
     def predict(self, outputs):
@@ -120,6 +246,7 @@ class CountMSE(eqx.Module):
     incorrect: float = 1.0
 
     def __call__(self, counts: Float[Array, " out"], label: Int[Array, ""]) -> Float[Array, ""]:
+        label = check_label_range(jnp.asarray(label), counts.shape[-1], "CountMSE", "label")
         target = jnp.where(jnp.arange(counts.shape[-1]) == label, self.correct, self.incorrect)
         return jnp.mean((counts - target) ** 2)
 
@@ -131,7 +258,7 @@ class RateRegularised(AbstractLoss):
               \quad \bar s^l_i = \frac1T\sum_t s^l_{t,i}
 
     ``layer_mask`` selects the spiking layers (see :func:`spiking_layers`); linear maps
-    and ``LI`` readouts have no firing rate.
+    and ``LI`` readouts have no firing rate. Takes the targets of ``loss``.
 
     **Arguments:** ``loss``; ``strength`` :math:`\mu` (default 1e-2); ``target_rate``
     :math:`r^*` spikes per step (default 0.05); ``layer_mask`` a tuple of bools, one per
@@ -143,6 +270,13 @@ class RateRegularised(AbstractLoss):
     layer_mask: tuple[bool, ...] = eqx.field(static=True)
     strength: float = 1e-2
     target_rate: float = 0.05
+
+    @property
+    def targets(self) -> Targets:
+        return self.loss.targets
+
+    def target_at(self, target, t):
+        return self.loss.target_at(target, t)
 
     def __call__(self, outputs, label, layers=None):
         base = self.loss(outputs, label, layers)
@@ -163,6 +297,9 @@ class RateRegularised(AbstractLoss):
     def predict(self, outputs):
         return self.loss.predict(outputs)
 
+    def predict_steps(self, outputs):
+        return self.loss.predict_steps(outputs)
+
 
 def spiking_layers(model) -> tuple[bool, ...]:
     """One bool per layer of a ``Connect`` (or the neuron itself): is it spiking?"""
@@ -174,5 +311,9 @@ def spiking_layers(model) -> tuple[bool, ...]:
 
 
 def accuracy(loss: AbstractLoss, outputs: Float[Array, "batch time *out"], labels) -> Array:
-    """Fraction of samples whose ``loss.predict`` equals the label."""
+    """Fraction of samples whose ``loss.predict`` equals the label; for per-step labels
+    ``(batch, time)``, the fraction of steps whose per-step prediction equals it."""
+    labels = jnp.asarray(labels)
+    if labels.ndim == 2:
+        return jnp.mean(jax.vmap(loss.predict_steps)(outputs) == labels)
     return jnp.mean(jax.vmap(loss.predict)(outputs) == labels)

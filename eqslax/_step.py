@@ -5,7 +5,7 @@ import abc
 import equinox as eqx
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Bool, Float, Int, PyTree
+from jaxtyping import Array, Bool, Float, PyTree, Shaped
 
 from ._losses import AbstractLoss
 from ._neurons import AbstractNeuron
@@ -34,7 +34,8 @@ def check_optimizer(optimizer, owner: str) -> None:
 
 class AbstractTrainStep(eqx.Module):
     """A jitted training step ``(model, state, xs, ys) -> (model, state, outputs, loss)``
-    with ``xs`` (batch, time, *in) and ``ys`` (batch,); ``init(model)`` makes the first
+    with ``xs`` (batch, time, *in) and ``ys`` a target the loss takes ((batch,) labels,
+    (batch, time) labels or (batch, time, *out) values); ``init(model)`` makes the first
     ``state`` (a :class:`TrainState`). Concrete steps say how one batch is learned."""
 
     loss: eqx.AbstractVar[AbstractLoss]
@@ -59,8 +60,8 @@ class AbstractTrainStep(eqx.Module):
         model: AbstractNeuron,
         state: TrainState,
         xs: Float[Array, "batch time *in"],
-        ys: Int[Array, " batch"],
+        ys: Shaped[Array, "batch ..."],
     ) -> tuple[AbstractNeuron, TrainState, Array, Array]:
-        check_batch(model, self.loss, xs, ys, type(self).__name__)
+        ys = check_batch(model, self.loss, xs, ys, type(self).__name__)
         self.check(xs)
         return self.run(model, state, xs, ys)

@@ -20,7 +20,7 @@ class OnlineStep(AbstractTrainStep):
     r"""A training step that updates the parameters after every time step.
 
     At step :math:`t` each sample advances its model state and the rule's traces, the
-    rule's gradient of the step loss :math:`\ell(y_t, c)` is averaged over the batch,
+    rule's gradient of the step loss :math:`\ell(y_t, c_t)` is averaged over the batch,
     and the optimiser updates :math:`\theta`; the next step runs with the new
     parameters while traces carry on. One ``lax.scan`` over time, ``vmap`` over batch.
     Built by :func:`train_online`; ``init(model)`` makes the first state.

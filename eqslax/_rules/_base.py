@@ -10,10 +10,10 @@ import abc
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import Array, Float, PyTree, Shaped
 
 from .._checks import check_float_array
-from .._losses import AbstractLoss
+from .._losses import AbstractLoss, check_label_range
 from .._neurons import AbstractNeuron
 
 
@@ -25,8 +25,11 @@ class Aux(eqx.Module):
     loss: Array
 
 
-def check_batch(model, loss, xs, ys, owner: str) -> None:
-    """Batch-major data: ``xs`` (batch, time, *in) floats, ``ys`` (batch,) ints."""
+def check_batch(model, loss, xs, ys, owner: str, names=("xs", "ys")):
+    """Batch-major data: ``xs`` (batch, time, *in) floats with ``batch`` and ``time`` > 0,
+    and ``ys`` a target ``loss`` takes (:func:`check_targets`).
+
+    Returns ``ys``, with a runtime check of the label range when it is traced; use it."""
     if not isinstance(model, AbstractNeuron):
         raise TypeError(
             f"{owner}: `model` must be an eqslax neuron or Connect, got {type(model).__name__}."
@@ -35,14 +38,65 @@ def check_batch(model, loss, xs, ys, owner: str) -> None:
         raise TypeError(
             f"{owner}: `loss` must be an eqslax loss such as PerStep(), got {type(loss).__name__}."
         )
-    check_float_array(xs, "xs", model.in_shape, owner, leading="batch time")
-    if not hasattr(ys, "shape") or ys.shape != xs.shape[:1]:
+    x_name, y_name = names
+    check_float_array(xs, x_name, model.in_shape, owner, leading="batch time")
+    if xs.shape[0] == 0:
+        raise ValueError(f"{owner}: `{x_name}` holds no samples (shape {tuple(xs.shape)}).")
+    if xs.shape[1] == 0:
         raise ValueError(
-            f"{owner}: `ys` must have shape (batch,) = ({xs.shape[0]},) to match `xs`, got "
-            f"{getattr(ys, 'shape', type(ys).__name__)}."
+            f"{owner}: `{x_name}` holds empty sequences (time = 0, shape {tuple(xs.shape)})."
         )
+    return check_targets(model, loss, xs.shape[:2], ys, owner, y_name)
+
+
+def _target_shapes(loss, batch: int, time: int, out_shape) -> list[tuple[int, ...]]:
+    spec = loss.targets
+    if spec.kind == "value":
+        return [(batch, time, *out_shape)] if spec.per_step else [(batch, *out_shape)]
+    return [(batch,)] * spec.per_sequence + [(batch, time)] * spec.per_step
+
+
+def check_targets(model, loss, batch_time, ys, owner: str, name: str = "ys"):
+    """``ys`` must be a target ``loss`` takes (``loss.targets``) for a batch of
+    ``batch_time = (batch, time)``: class labels ``(batch,)`` or ``(batch, time)`` in
+    ``0..n_classes-1`` (``n_classes`` = the model's output size), or real values
+    ``(batch, time, *model.out_shape)``. Host labels are checked here; traced ones get an
+    ``eqx.error_if``, so use the returned ``ys``."""
+    spec, out_shape = loss.targets, tuple(model.out_shape)
+    shapes = _target_shapes(loss, *batch_time, out_shape)
+    what = "real-valued targets" if spec.kind == "value" else "integer class labels"
+    if not hasattr(ys, "shape") or not hasattr(ys, "dtype"):
+        raise TypeError(f"{owner}: `{name}` must be an array of {what}, got {type(ys).__name__}.")
+    pretty = " or ".join(str(s) for s in shapes)
+    if tuple(ys.shape) not in shapes:
+        raise ValueError(
+            f"{owner}: `{name}` must have shape {pretty} for {type(loss).__name__} "
+            f"({what}), got {tuple(ys.shape)}."
+        )
+    if spec.kind == "value":
+        if not jnp.issubdtype(ys.dtype, jnp.floating):
+            raise TypeError(
+                f"{owner}: `{name}` must hold real-valued targets (a floating dtype) for "
+                f"{type(loss).__name__}, got dtype {ys.dtype}."
+            )
+        return ys
     if not jnp.issubdtype(ys.dtype, jnp.integer):
-        raise TypeError(f"{owner}: `ys` must hold integer class labels, got dtype {ys.dtype}.")
+        hint = ""
+        if jnp.issubdtype(ys.dtype, jnp.floating):
+            hint = " For real-valued targets use a regression loss, e.g. PerStep(optax.l2_loss)."
+        raise TypeError(
+            f"{owner}: `{name}` must hold integer class labels, got dtype {ys.dtype}.{hint}"
+        )
+    n_classes = out_shape[-1]
+    if isinstance(ys, jax.core.Tracer):
+        return check_label_range(ys, n_classes, owner, name)
+    low, high = (int(v) for v in (jnp.min(ys), jnp.max(ys)))
+    if low < 0 or high >= n_classes:
+        raise ValueError(
+            f"{owner}: `{name}` must hold class labels in 0..{n_classes - 1} (n_classes = "
+            f"{n_classes}, the model's output size), got labels from {low} to {high}."
+        )
+    return ys
 
 
 class AbstractLearningRule(eqx.Module):
@@ -67,7 +121,7 @@ class AbstractLearningRule(eqx.Module):
         rule_state: PyTree,
         loss: AbstractLoss,
         xs: Float[Array, "batch time *in"],
-        ys: Int[Array, " batch"],
+        ys: Shaped[Array, "batch ..."],
     ) -> tuple[PyTree, PyTree, Aux]:
         """One batch's gradient, the new rule state and what the rule saw."""
 
@@ -76,9 +130,9 @@ class AbstractLearningRule(eqx.Module):
         model: AbstractNeuron,
         loss: AbstractLoss,
         xs: Float[Array, "batch time *in"],
-        ys: Int[Array, " batch"],
+        ys: Shaped[Array, "batch ..."],
     ) -> PyTree:
-        check_batch(model, loss, xs, ys, f"{type(self).__name__}.grad")
+        ys = check_batch(model, loss, xs, ys, f"{type(self).__name__}.grad")
         grads, _, _ = _jit_update(self, model, self.init(model), loss, xs, ys)
         return grads
 

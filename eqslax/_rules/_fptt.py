@@ -136,18 +136,27 @@ def _segment_gradient(fptt, loss, model, params, static, carry_states, traces, x
     rule = fptt.rule
 
     def one(states, traces, x, label):
-        def body(carry, x_t):
+        def body(carry, inputs):
             s, tr, total = carry
-            s, tr, g, y, v = rule.step(model, s, tr, x_t, label, loss)
+            t, x_t = inputs
+            s, tr, g, y, v = rule.step(model, s, tr, x_t, loss.target_at(label, t), loss)
             return (s, tr, jtu.tree_map(jnp.add, total, g)), (y, v)
 
         zero = jtu.tree_map(jnp.zeros_like, params)
-        (s, tr, total), (ys_, values) = jax.lax.scan(body, (states, traces, zero), x)
+        steps = (jnp.arange(x.shape[0]), x)
+        (s, tr, total), (ys_, values) = jax.lax.scan(body, (states, traces, zero), steps)
         return s, tr, total, ys_, jnp.mean(values)
 
     states, traces, totals, outputs, values = jax.vmap(one)(carry_states, traces, xs, ys)
     grads = jtu.tree_map(lambda g: jnp.mean(g, 0) / xs.shape[1], totals)
     return grads, jnp.mean(values), outputs, states, traces
+
+
+def _segments(array, segments: int):
+    """``(batch, time, ...)`` to ``(segments, batch, time / segments, ...)``."""
+    batch, steps = array.shape[:2]
+    cut = array.reshape(batch, segments, steps // segments, *array.shape[2:])
+    return jnp.moveaxis(cut, 1, 0)
 
 
 @eqx.filter_jit
@@ -161,14 +170,18 @@ def _fptt_step(step: FPTTStep, model, state, xs, ys):
     else:
         states, traces = jax.vmap(lambda x: fptt.rule.start(model, x[0]))(xs)
     batch, steps = xs.shape[:2]
-    segments = xs.reshape(batch, fptt.segments, steps // fptt.segments, *xs.shape[2:])
+    segments = _segments(xs, fptt.segments)
+    # Per-step targets (batch, time, ...) are cut like the inputs; one label per
+    # sequence is the same in every segment.
+    targets = _segments(ys, fptt.segments) if ys.ndim > 1 else None
 
     def body(carry, inputs):
         params, opt_state, memory, states, traces, bad = carry
-        index, segment = inputs
+        index, segment, target = inputs
+        target = ys if target is None else target
         current = eqx.combine(params, static)
         grads, value, outputs, states, traces = _segment_gradient(
-            fptt, loss, current, params, static, states, traces, segment, ys, index == 0
+            fptt, loss, current, params, static, states, traces, segment, target, index == 0
         )
         grads = jtu.tree_map(jnp.add, grads, fptt.regulariser_grad(params, memory))
         updates, opt_state = step.optimizer.update(grads, opt_state, params)
@@ -178,9 +191,8 @@ def _fptt_step(step: FPTTStep, model, state, xs, ys):
         return (params, opt_state, memory, states, traces, bad), (outputs, value)
 
     carry = (params, state.optimizer, memory, states, traces, jnp.asarray(False))
-    (params, opt_state, memory, _, _, bad), (outputs, values) = jax.lax.scan(
-        body, carry, (jnp.arange(fptt.segments), jnp.moveaxis(segments, 1, 0))
-    )
+    scanned = (jnp.arange(fptt.segments), segments, targets)
+    (params, opt_state, memory, _, _, bad), (outputs, values) = jax.lax.scan(body, carry, scanned)
     outputs = jnp.moveaxis(outputs, 0, 1).reshape(batch, steps, *outputs.shape[3:])
     model = eqx.combine(params, static)
     bad = bad | any_nonfinite(params)

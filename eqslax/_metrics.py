@@ -1,0 +1,81 @@
+r"""Task metrics of a loss's predictions, accumulated over batches.
+
+Classification (``loss.targets.kind == "class"``): ``accuracy``, the fraction of correct
+predictions (of sequences for one label per sequence, of steps for per-step labels).
+
+Regression (``"value"``): with predictions :math:`\hat y` (the outputs) and targets
+:math:`y` over every sample and step, for each output component :math:`j`,
+
+.. math::
+    \mathrm{MSE} = \operatorname{mean}_{b,t,j}\,(\hat y - y)^2, \qquad
+    R^2 = \frac1J\sum_j \Big(1 - \frac{\sum_{b,t}(\hat y_j - y_j)^2}
+                                  {\sum_{b,t}(y_j - \bar y_j)^2}\Big)
+
+(the uniform average over components, as scikit-learn's ``r2_score``; a component
+whose targets are constant scores 1 if predicted exactly and 0 otherwise).
+Totals are sums, so that metrics over many batches equal metrics over their union.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._losses import AbstractLoss
+
+
+def metric_names(loss: AbstractLoss) -> tuple[str, ...]:
+    """The task metrics of ``loss``: ``("accuracy",)`` or ``("mse", "r2")``."""
+    return ("mse", "r2") if loss.targets.kind == "value" else ("accuracy",)
+
+
+@eqx.filter_jit
+def _totals(loss, outputs, targets):
+    if loss.targets.kind == "value":
+        axes = (0, 1)
+        residual = outputs - targets
+        return {
+            "residual": jnp.sum(residual**2, axis=axes),
+            "sum": jnp.sum(targets, axis=axes),
+            "square": jnp.sum(targets**2, axis=axes),
+            "count": jnp.asarray(targets.shape[0] * targets.shape[1]),
+        }
+    if targets.ndim == 2:
+        correct = jax.vmap(loss.predict_steps)(outputs) == targets
+    else:
+        correct = jax.vmap(loss.predict)(outputs) == targets
+    return {"correct": jnp.sum(correct), "count": jnp.asarray(correct.size)}
+
+
+def metric_totals(loss: AbstractLoss, outputs, targets) -> dict[str, np.ndarray]:
+    """Sums over one batch (``outputs`` (batch, time, *out)) from which
+    :func:`finish_metrics` computes the task metrics, as float64 host arrays."""
+    return {k: np.asarray(v, np.float64) for k, v in _totals(loss, outputs, targets).items()}
+
+
+def task_metrics(loss: AbstractLoss, outputs, targets) -> dict[str, float]:
+    """The task metrics of one batch: ``{"accuracy"}`` or ``{"mse", "r2"}``."""
+    return finish_metrics(loss, metric_totals(loss, outputs, targets))
+
+
+def add_totals(a: dict | None, b: dict) -> dict:
+    """Two batches' totals together (``a`` may be ``None``: nothing yet)."""
+    return dict(b) if a is None else {k: a[k] + b[k] for k in a}
+
+
+def finish_metrics(loss: AbstractLoss, totals: dict | None) -> dict[str, float]:
+    """``{name: value}`` from accumulated totals (NaN for each metric if none)."""
+    if totals is None:
+        return {name: float("nan") for name in metric_names(loss)}
+    count = float(totals["count"])
+    if loss.targets.kind != "value":
+        return {"accuracy": float(totals["correct"]) / count}
+    residual = totals["residual"]
+    spread = totals["square"] - totals["sum"] ** 2 / count
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(
+            spread > 1e-12 * totals["square"],
+            1.0 - residual / spread,
+            np.where(residual == 0, 1.0, 0.0),
+        )
+    return {"mse": float(np.sum(residual) / (count * residual.size)), "r2": float(np.mean(r2))}
