@@ -11,7 +11,7 @@ from helpers import assert_tree_allclose, feedforward, random_spikes
 
 import eqslax
 
-B, T, N_IN, N_OUT = 3, 8, 6, 3
+B, T, N_IN, N_OUT = 2, 4, 4, 3
 CE = optax.softmax_cross_entropy_with_integer_labels
 
 
@@ -78,7 +78,7 @@ def test_rtrl_equals_bptt(task):
     """Per-step updates accumulated to the end (`deferred`) make
     train_online one deferred step: with RTRL it is one BPTT step."""
     loss, _ = TASKS[task]
-    model = feedforward(jax.random.key(1), (N_IN, 5, N_OUT))
+    model = feedforward(jax.random.key(1), (N_IN, 3, N_OUT))
     xs, labels, values = batch(jax.random.key(2))
     ys = targets(task, labels, values)
     expected = sgd_step(model, eqslax.BPTT().grad(model, loss, xs, ys))
@@ -129,7 +129,7 @@ def test_eprop_equals_bptt_in_its_exact_setting(task):
 @pytest.mark.parametrize("task", list(TASKS))
 def test_fptt_one_segment_and_truncated_bptt_equal_bptt(task):
     loss, _ = TASKS[task]
-    model = feedforward(jax.random.key(7), (N_IN, 5, N_OUT))
+    model = feedforward(jax.random.key(7), (N_IN, 3, N_OUT))
     xs, labels, values = batch(jax.random.key(8))
     ys = targets(task, labels, values)
     grads = eqslax.BPTT().grad(model, loss, xs, ys)
@@ -144,7 +144,7 @@ def test_fptt_reads_each_segments_own_targets():
     """Two segments: the second segment's targets change the result (they are not
     replaced by the first segment's)."""
     loss = eqslax.PerStep(optax.l2_loss)
-    model = feedforward(jax.random.key(9), (N_IN, 5, N_OUT))
+    model = feedforward(jax.random.key(9), (N_IN, 3, N_OUT))
     xs, _, values = batch(jax.random.key(10))
     half = eqslax.train_fptt(model, eqslax.FPTT(segments=2), loss, optax.sgd(0.5))
     both, _, _, _ = half(model, half.init(model), xs, values)
@@ -154,12 +154,12 @@ def test_fptt_reads_each_segments_own_targets():
 
 
 def test_evaluate_and_fit_report_mse_and_r2():
-    model = eqslax.feedforward((N_IN, 8, 1), key=jax.random.key(11), readout="li")
+    model = eqslax.feedforward((N_IN, 4, 1), key=jax.random.key(11), readout="li")
     k = jax.random.split(jax.random.key(12), 2)
-    xs = jax.random.uniform(k[0], (16, T, N_IN))
-    ys = jax.random.normal(k[1], (16, T, 1))
+    xs = jax.random.uniform(k[0], (8, T, N_IN))
+    ys = jax.random.normal(k[1], (8, T, 1))
     loss = eqslax.PerStep(optax.l2_loss)
-    scores = eqslax.evaluate(model, loss, xs, ys, batch_size=5)
+    scores = eqslax.evaluate(model, loss, xs, ys, batch_size=4)
     outputs = jax.vmap(lambda x: eqslax.simulate(model, x)[1])(xs)
     residual = np.asarray(outputs - ys)
     assert scores["mse"] == pytest.approx(np.mean(residual**2), rel=1e-10)
@@ -175,7 +175,7 @@ def test_evaluate_and_fit_report_mse_and_r2():
 
     step = eqslax.train_offline(model, loss, optax.adam(1e-2))
     _, history = eqslax.fit(
-        model, step, Split(xs, ys, xs, ys), epochs=2, batch_size=8, key=k[0], progress=False
+        model, step, Split(xs, ys, xs, ys), epochs=2, batch_size=4, key=k[0], progress=False
     )
     for name in ("train_mse", "train_r2", "test_mse", "test_r2"):
         assert len(history[name]) == 2 and np.all(np.isfinite(history[name]))
