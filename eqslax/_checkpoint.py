@@ -37,7 +37,7 @@ def _portable(checkpoint: Checkpoint) -> Checkpoint:
 
 
 def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+    """Write `data` to a temporary file beside `path`, then rename it into place."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
@@ -57,7 +57,7 @@ def atomic_write(path: str, data: bytes) -> None:
 
 
 def save_checkpoint(path: str, checkpoint: Checkpoint) -> None:
-    """Serialise with ``eqx.tree_serialise_leaves`` after a header that describes the
+    """Serialise with `eqx.tree_serialise_leaves` after a header that describes the
     structure, so that loading into a different model fails with a clear message."""
     checkpoint = _portable(checkpoint)
     buffer = io.BytesIO()
@@ -68,9 +68,9 @@ def save_checkpoint(path: str, checkpoint: Checkpoint) -> None:
 
 
 def load_checkpoint(path: str, like: Checkpoint) -> Checkpoint:
-    """Load into the structure of ``like`` (a checkpoint of the same model and state).
+    """Load into the structure of `like` (a checkpoint of the same model and state).
 
-    Raises ``ValueError`` naming the first leaf that differs when the file was written
+    Raises `ValueError` naming the first leaf that differs when the file was written
     for another structure.
     """
     portable_like = _portable(like)

@@ -8,7 +8,7 @@ import numpy as np
 
 
 def shape_tuple(shape: int | Sequence[int], name: str, owner: str) -> tuple[int, ...]:
-    """Normalise a population shape (``128`` or ``(8, 16)``) to a tuple of positive ints."""
+    """Normalise a population shape (`128` or `(8, 16)`) to a tuple of positive ints."""
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (int(shape),)
     try:
@@ -31,10 +31,10 @@ def check_choice(value: str, name: str, choices: Sequence[str], owner: str) -> s
 
 
 def check_float_array(x, name: str, shape: tuple[int, ...], owner: str, leading: str = ""):
-    """Raise if ``x`` is not a floating array whose trailing shape is ``shape``.
+    """Raise if `x` is not a floating array whose trailing shape is `shape`.
 
-    ``leading`` names axes expected before ``shape`` (e.g. ``"time"``); one axis each.
-    Runs on static shape information only, so it costs nothing under ``jit``.
+    `leading` names axes expected before `shape` (e.g. `"time"`); one axis each.
+    Runs on static shape information only, so it costs nothing under `jit`.
     """
     lead = leading.split()
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
@@ -54,7 +54,7 @@ def check_float_array(x, name: str, shape: tuple[int, ...], owner: str, leading:
 
 
 def _describe(value, bad) -> str:
-    """``value`` itself when small, else its shape and the first offending entry."""
+    """`value` itself when small, else its shape and the first offending entry."""
     arr = np.asarray(value)
     if arr.size <= 4:
         return repr(value)
@@ -65,11 +65,11 @@ def _describe(value, bad) -> str:
 def check_hyperparameter(
     arr, value, name: str, owner: str, low=None, high=None, strict=False, allow_inf=False
 ):
-    """Raise if a concrete hyperparameter is NaN, infinite or outside ``[low, high]``.
+    """Raise if a concrete hyperparameter is NaN, infinite or outside `[low, high]`.
 
-    ``strict`` makes the lower bound exclusive (``> low``); ``allow_inf`` accepts
-    +-inf (never NaN). Traced values (inside ``jit``/``vmap``) cannot be
-    inspected and pass unchecked. Returns ``arr``.
+    `strict` makes the lower bound exclusive (`> low`); `allow_inf` accepts
+    +-inf (never NaN). Traced values (inside `jit`/`vmap`) cannot be
+    inspected and pass unchecked. Returns `arr`.
     """
     if isinstance(arr, jax.core.Tracer):
         return arr

@@ -1,4 +1,4 @@
-"""Command line: ``eqslax train`` and ``eqslax compare`` (also ``python -m eqslax``)."""
+"""Command line: `eqslax train` and `eqslax compare` (also `python -m eqslax`)."""
 
 import argparse
 import json

@@ -1,4 +1,4 @@
-"""``Connect``: a network of layers applied in order each step, with skip and recurrent edges."""
+"""`Connect`: a network of layers applied in order each step, with skip and recurrent edges."""
 
 import math
 from collections.abc import Mapping, Sequence
@@ -16,8 +16,8 @@ from ._neurons import AbstractNeuron
 
 
 class ConnectState(eqx.Module):
-    """State of a :class:`Connect`: each layer's own state (``None`` for stateless
-    layers such as ``eqx.nn.Linear``) and, for every source of a recurrent edge, its
+    """State of a `Connect`: each layer's own state (`None` for stateless
+    layers such as `eqx.nn.Linear`) and, for every source of a recurrent edge, its
     output at the previous step."""
 
     layers: tuple[PyTree, ...]
@@ -44,24 +44,25 @@ def _call_layer(layer, state, x):
 class Connect(AbstractNeuron):
     r"""Layers applied in order at every time step; itself a neuron, so graphs nest.
 
-    ``layers`` may be any Equinox modules: stateless ones (``eqx.nn.Linear``, ...)
-    are called as ``layer(x)``, neurons (and nested ``Connect``\ s) as
-    ``layer(state, x)``. Let :math:`y^k_t` be the output of layer :math:`k` at step
-    :math:`t` and :math:`y^{-1}_t = x_t`. Without edges, :math:`y^k_t =
-    f_k(y^{k-1}_t)`. An edge ``cat={k: [i, ...]}`` adds, for each source :math:`i`, a
-    new trainable projection :math:`P^{k,i}` (``eqx.nn.Linear`` without bias, on the
-    flattened output of layer :math:`i`) to the *input* of layer :math:`k`:
+    `layers` may be any Equinox modules: stateless ones (`eqx.nn.Linear`, ...)
+    are called as `layer(x)`, neurons (and nested `Connect`s) as
+    `layer(state, x)`. Let $y^k_t$ be the output of layer $k$ at step
+    $t$ and $y^{-1}_t = x_t$. Without edges, $y^k_t =
+    f_k(y^{k-1}_t)$. An edge `cat={k: [i, ...]}` adds, for each source $i$, a
+    new trainable projection $P^{k,i}$ (`eqx.nn.Linear` without bias, on the
+    flattened output of layer $i$) to the *input* of layer $k$:
 
-    .. math::
-        y^k_t = f_k\Big(y^{k-1}_t + \sum_{i<k} P^{k,i} y^i_t
-                        + \sum_{i \ge k} P^{k,i} y^i_{t-1}\Big)
+    $$
+    y^k_t = f_k\Big(y^{k-1}_t + \sum_{i<k} P^{k,i} y^i_t
+                    + \sum_{i \ge k} P^{k,i} y^i_{t-1}\Big)
+    $$
 
-    A source before the target (:math:`i < k`) is a *skip* edge and uses the same
-    step; a source at or after the target (:math:`i \ge k`) is a *recurrent* edge and
-    uses the previous step, carried in :class:`ConnectState` (zeros at the start).
+    A source before the target ($i < k$) is a *skip* edge and uses the same
+    step; a source at or after the target ($i \ge k$) is a *recurrent* edge and
+    uses the previous step, carried in `ConnectState` (zeros at the start).
 
-    Slax's ``connect(cat={k: [i]})`` adds the projection to the *output* of layer
-    :math:`k`; ``cat={k + 1: [i]}`` here is the same graph.
+    Slax's `connect(cat={k: [i]})` adds the projection to the *output* of layer
+    $k$; `cat={k + 1: [i]}` here is the same graph.
     """
 
     elementwise: ClassVar[bool] = False
@@ -81,11 +82,11 @@ class Connect(AbstractNeuron):
     ):
         """**Arguments:**
 
-        - ``layers``: Equinox modules, applied in order.
-        - ``cat``: ``{target: [source, ...]}`` extra edges (see above).
-        - ``in_shape``: shape of one step's input; needed only when the first layer does
-          not state it (``eqx.nn.Linear`` and neurons do).
-        - ``key``: PRNG key for the projections; required when ``cat`` is given.
+        - `layers`: Equinox modules, applied in order.
+        - `cat`: `{target: [source, ...]}` extra edges (see above).
+        - `in_shape`: shape of one step's input; needed only when the first layer does
+          not state it (`eqx.nn.Linear` and neurons do).
+        - `key`: PRNG key for the projections; required when `cat` is given.
         """
         layers = tuple(layers)
         if not layers:
@@ -150,7 +151,7 @@ class Connect(AbstractNeuron):
 
     @staticmethod
     def _infer_shapes(layers, in_shape, edges) -> tuple[tuple[int, ...], ...]:
-        """``shapes[k]`` is the input shape of layer ``k``; ``shapes[-1]`` the output."""
+        """`shapes[k]` is the input shape of layer `k`; `shapes[-1]` the output."""
         shapes = [tuple(in_shape)]
         for index, layer in enumerate(layers):
             received = shapes[-1]
@@ -216,7 +217,7 @@ class Connect(AbstractNeuron):
 
 
 def _layer_index(index, target, sources, n_layers: int) -> int:
-    """A layer number of a `cat` edge: an int (not a bool) in ``0..n_layers - 1``."""
+    """A layer number of a `cat` edge: an int (not a bool) in `0..n_layers - 1`."""
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
         raise TypeError(
             f"Connect: `cat` indices must be ints (layer numbers), got {index!r} of type "

@@ -9,7 +9,7 @@ from jaxtyping import Array, Bool, PyTree
 
 
 def any_nonfinite(*trees: PyTree) -> Bool[Array, ""]:
-    """Whether any floating leaf of ``trees`` holds a NaN or an infinity: one reduction
+    """Whether any floating leaf of `trees` holds a NaN or an infinity: one reduction
     per leaf, traceable (used inside every jitted training step)."""
     leaves = [x for t in trees for x in jtu.tree_leaves(eqx.filter(t, eqx.is_inexact_array))]
     if not leaves:
@@ -18,8 +18,8 @@ def any_nonfinite(*trees: PyTree) -> Bool[Array, ""]:
 
 
 def first_nonfinite(tree: PyTree) -> str | None:
-    """The tree path (``jax.tree_util.keystr``) of the first floating leaf of ``tree``
-    that holds a NaN or an infinity, or ``None`` when all are finite (host side)."""
+    """The tree path (`jax.tree_util.keystr`) of the first floating leaf of `tree`
+    that holds a NaN or an infinity, or `None` when all are finite (host side)."""
     leaves = jtu.tree_leaves_with_path(eqx.filter(tree, eqx.is_inexact_array))
     for path, leaf in leaves:
         if not bool(jnp.all(jnp.isfinite(leaf))):
@@ -28,7 +28,7 @@ def first_nonfinite(tree: PyTree) -> str | None:
 
 
 def check_finite(x, name: str, owner: str) -> None:
-    """Raise ``ValueError`` naming ``name`` and the first index of a NaN or infinity."""
+    """Raise `ValueError` naming `name` and the first index of a NaN or infinity."""
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         return
     bad = jnp.logical_not(jnp.isfinite(x))

@@ -1,4 +1,4 @@
-"""``fit``: epochs over batched data, evaluation, history, progress and checkpoints."""
+"""`fit`: epochs over batched data, evaluation, history, progress and checkpoints."""
 
 import json
 import math
@@ -29,9 +29,9 @@ def _outputs(model, xs):
 def evaluate(
     model: AbstractNeuron, loss: AbstractLoss, xs: Array, ys: Array, batch_size: int = 256
 ) -> dict[str, float]:
-    """Sample-mean loss and the task metrics of ``model`` on ``(xs, ys)``, in chunks:
-    ``{"loss", "accuracy"}`` for class labels, ``{"loss", "mse", "r2"}`` for real-valued
-    targets (see :func:`eqslax.task_metrics`)."""
+    """Sample-mean loss and the task metrics of `model` on `(xs, ys)`, in chunks:
+    `{"loss", "accuracy"}` for class labels, `{"loss", "mse", "r2"}` for real-valued
+    targets (see `eqslax.task_metrics`)."""
     ys = check_batch(model, loss, xs, ys, "evaluate")
     total_loss, totals = 0.0, None
     for start in range(0, xs.shape[0], batch_size):
@@ -86,27 +86,27 @@ def fit(
     max_steps: int | None = None,
     on_step: Callable | None = None,
 ) -> tuple[AbstractNeuron, dict[str, list]]:
-    """Train ``model`` for ``epochs`` over ``data`` with a training ``step``.
+    """Train `model` for `epochs` over `data` with a training `step`.
 
     **Arguments:**
 
-    - ``step``: from :func:`eqslax.train_offline` or :func:`eqslax.train_online`.
-    - ``data``: anything with ``train_x (batch, time, in)``, ``train_y``, ``test_x``,
-      ``test_y`` (e.g. :func:`eqslax.data.randman`). Each epoch visits the training set in
-      a fresh order drawn from ``fold_in(key, epoch)``; the last partial batch is dropped.
-    - ``checkpoint_dir``, ``checkpoint_every``: write ``checkpoint.eqx`` (model, training
-      state, step, key) and ``history.json`` there every that many steps and at the end,
-      atomically. ``resume=True`` continues from it; the result is bit-identical to an
+    - `step`: from `eqslax.train_offline` or `eqslax.train_online`.
+    - `data`: anything with `train_x (batch, time, in)`, `train_y`, `test_x`,
+      `test_y` (e.g. `eqslax.data.randman`). Each epoch visits the training set in
+      a fresh order drawn from `fold_in(key, epoch)`; the last partial batch is dropped.
+    - `checkpoint_dir`, `checkpoint_every`: write `checkpoint.eqx` (model, training
+      state, step, key) and `history.json` there every that many steps and at the end,
+      atomically. `resume=True` continues from it; the result is bit-identical to an
       uninterrupted run.
-    - ``max_steps``: stop after that many steps in total (to test resumption).
-    - ``on_step(step, model, xs, ys)``: called before every update with the step number,
+    - `max_steps`: stop after that many steps in total (to test resumption).
+    - `on_step(step, model, xs, ys)`: called before every update with the step number,
       the current model and the batch (to record trajectories or gradient similarity).
 
-    **Returns:** ``(model, history)``; ``history`` maps ``epoch``, ``step``,
-    ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy`` and
-    ``epoch_time`` (seconds) to one value per finished epoch. With real-valued targets
-    (a loss with ``targets.kind == "value"``) ``train_mse``, ``train_r2``, ``test_mse``
-    and ``test_r2`` replace the accuracies.
+    **Returns:** `(model, history)`; `history` maps `epoch`, `step`,
+    `train_loss`, `train_accuracy`, `test_loss`, `test_accuracy` and
+    `epoch_time` (seconds) to one value per finished epoch. With real-valued targets
+    (a loss with `targets.kind == "value"`) `train_mse`, `train_r2`, `test_mse`
+    and `test_r2` replace the accuracies.
     """
     check_data(model, step.loss, data, "fit")
     n = data.train_x.shape[0]
@@ -171,14 +171,14 @@ _SHORT = {"accuracy": "acc"}
 
 
 def _columns(names: tuple[str, ...]) -> tuple[str, ...]:
-    """History columns: ``train_<metric>``/``test_<metric>`` for each task metric."""
+    """History columns: `train_<metric>`/`test_<metric>` for each task metric."""
     train = tuple(f"train_{m}" for m in ("loss", *names))
     test = tuple(f"test_{m}" for m in ("loss", *names))
     return ("epoch", "step", *train, *test, "epoch_time")
 
 
 def check_data(model, loss, data, owner: str) -> None:
-    """``data``'s training and test splits hold batches ``loss`` can score, before any work."""
+    """`data`'s training and test splits hold batches `loss` can score, before any work."""
     for split in ("train", "test"):
         x_name, y_name = f"data.{split}_x", f"data.{split}_y"
         if not (hasattr(data, f"{split}_x") and hasattr(data, f"{split}_y")):

@@ -1,4 +1,4 @@
-"""``Flatten``: a stateless layer that turns a feature map into a vector."""
+"""`Flatten`: a stateless layer that turns a feature map into a vector."""
 
 import math
 from collections.abc import Sequence

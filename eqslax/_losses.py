@@ -1,27 +1,29 @@
 r"""Losses on a model's output sequence, with one normalisation used everywhere.
 
 **Normalisation (every driver and every learning rule).** A loss is computed per
-sample on its whole output sequence :math:`y_{1..T}` and averaged over the batch:
+sample on its whole output sequence $y_{1..T}$ and averaged over the batch:
 
-.. math:: \mathcal L = \frac1B \sum_{b=1}^B L(y^{(b)}_{1..T}, c^{(b)})
+$$
+\mathcal L = \frac1B \sum_{b=1}^B L(y^{(b)}_{1..T}, c^{(b)})
+$$
 
-- :class:`PerStep` (per-step convention, Slax Fig. 9): :math:`L = \frac1T\sum_t
-  \ell(y_t, c_t)`, the *mean* over time of a per-step loss. Online rules see the step
-  term :math:`\ell(y_t, c_t)` and update from it; deferred online rules sum the step
-  gradients and divide by :math:`T`, so they follow the same :math:`\mathcal L`.
-- :class:`Accumulated` (accumulated convention): :math:`L = \ell(\mathrm{reduce}_t\,
-  y_t, c)` with ``reduce`` one of ``"sum"`` (spike counts), ``"mean"`` or ``"max"``
+- `PerStep` (per-step convention, Slax Fig. 9): $L = \frac1T\sum_t
+  \ell(y_t, c_t)$, the *mean* over time of a per-step loss. Online rules see the step
+  term $\ell(y_t, c_t)$ and update from it; deferred online rules sum the step
+  gradients and divide by $T$, so they follow the same $\mathcal L$.
+- `Accumulated` (accumulated convention): $L = \ell(\mathrm{reduce}_t\,
+  y_t, c)$ with `reduce` one of `"sum"` (spike counts), `"mean"` or `"max"`
   (membrane readouts). Only offline rules (BPTT) can train it.
 
-The per-step function :math:`\ell(\text{output}, \text{target})` is optax-style, e.g.
-``optax.softmax_cross_entropy_with_integer_labels`` or ``optax.l2_loss``.
+The per-step function $\ell(\text{output}, \text{target})$ is optax-style, e.g.
+`optax.softmax_cross_entropy_with_integer_labels` or `optax.l2_loss`.
 
-**Targets.** Each loss declares the targets it takes (:class:`Targets`); a batch's
-``ys`` is one of
+**Targets.** Each loss declares the targets it takes (`Targets`); a batch's
+`ys` is one of
 
-- one integer class label per sequence, ``(batch,)`` (:math:`c_t = c`);
-- one integer class label per step, ``(batch, time)``;
-- real-valued targets per step, ``(batch, time, *out)`` shaped like the model's output.
+- one integer class label per sequence, `(batch,)` ($c_t = c$);
+- one integer class label per step, `(batch, time)`;
+- real-valued targets per step, `(batch, time, *out)` shaped like the model's output.
 """
 
 import abc
@@ -47,12 +49,12 @@ class Targets(eqx.Module):
 
     **Fields:**
 
-    - ``kind``: ``"class"`` (integer labels in ``0..n_classes-1``, ``n_classes`` the size
-      of the output's last axis) or ``"value"`` (real numbers shaped like one step's
+    - `kind`: `"class"` (integer labels in `0..n_classes-1`, `n_classes` the size
+      of the output's last axis) or `"value"` (real numbers shaped like one step's
       output).
-    - ``per_sequence``: accepts one target per sequence, ``ys`` of shape ``(batch,)``.
-    - ``per_step``: accepts one target per step, ``(batch, time)`` for labels or
-      ``(batch, time, *out)`` for values.
+    - `per_sequence`: accepts one target per sequence, `ys` of shape `(batch,)`.
+    - `per_step`: accepts one target per step, `(batch, time)` for labels or
+      `(batch, time, *out)` for values.
     """
 
     kind: str = eqx.field(static=True)
@@ -64,7 +66,7 @@ class Targets(eqx.Module):
 
 
 def check_label_range(labels: Array, n_classes: int, owner: str, name: str) -> Array:
-    """``labels`` with a runtime check (``eqx.error_if``) that each is in ``0..n_classes-1``.
+    """`labels` with a runtime check (`eqx.error_if`) that each is in `0..n_classes-1`.
 
     Works on traced labels; the returned array must be used."""
     bad = (labels < 0) | (labels >= n_classes)
@@ -77,11 +79,11 @@ def check_label_range(labels: Array, n_classes: int, owner: str, name: str) -> A
 
 
 class AbstractLoss(eqx.Module):
-    """A per-sample loss on an output sequence ``(time, *out)`` and its target.
+    """A per-sample loss on an output sequence `(time, *out)` and its target.
 
-    ``needs_layers`` losses also receive every layer's outputs (rate regularisers).
-    ``targets`` says which targets the loss takes (default: one class label per
-    sequence). Online rules hand ``target_at(target, t)`` to :meth:`PerStep.step`.
+    `needs_layers` losses also receive every layer's outputs (rate regularisers).
+    `targets` says which targets the loss takes (default: one class label per
+    sequence). Online rules hand `target_at(target, t)` to `PerStep.step`.
     """
 
     per_step: ClassVar[bool] = False
@@ -89,13 +91,13 @@ class AbstractLoss(eqx.Module):
 
     @property
     def targets(self) -> Targets:
-        """The targets this loss takes (see :class:`Targets`)."""
+        """The targets this loss takes (see `Targets`)."""
         return Targets("class", per_sequence=True, per_step=False)
 
     def target_at(
         self, target: Shaped[ArrayLike, "..."], t: Int[ArrayLike, ""]
     ) -> Shaped[ArrayLike, "..."]:
-        """One sample's target at step ``t`` (default: the target itself, the same at
+        """One sample's target at step `t` (default: the target itself, the same at
         every step)."""
         return target
 
@@ -103,35 +105,35 @@ class AbstractLoss(eqx.Module):
     def __call__(
         self, outputs: Float[Array, "time ..."], label: Shaped[ArrayLike, "..."], layers=None
     ) -> Float[Array, ""]:
-        """The loss :math:`L` of one sample."""
+        """The loss $L$ of one sample."""
 
     @abc.abstractmethod
     def predict(self, outputs: Float[Array, "time ..."]) -> Shaped[Array, "..."]:
         """The class this loss's readout assigns to one sample."""
 
     def predict_steps(self, outputs: Float[Array, "time ..."]) -> Shaped[Array, "time ..."]:
-        """The prediction at each step (for per-step targets): :math:`\\arg\\max_c y_{t,c}`."""
+        """The prediction at each step (for per-step targets): $\\arg\\max_c y_{t,c}$."""
         return jnp.argmax(outputs, axis=-1)
 
 
 class PerStep(AbstractLoss):
-    r""":math:`L = \frac1T \sum_t \ell(y_t, c_t)`, the mean over time of a per-step loss.
+    r"""$L = \frac1T \sum_t \ell(y_t, c_t)$, the mean over time of a per-step loss.
 
-    Classification (``target="class"``): the target is one integer label per sequence
-    (:math:`c_t = c`) or one per step; the prediction is :math:`\arg\max_c \sum_t y_{t,c}`
-    for one label per sequence and :math:`\arg\max_c y_{t,c}` at each step otherwise.
-    Regression (``target="value"``): :math:`c_t` is a real target shaped like
-    :math:`y_t`, e.g. ``PerStep(optax.l2_loss)`` for :math:`\ell = \tfrac12\lVert y_t -
-    c_t\rVert^2`; the prediction is :math:`y_t` itself.
+    Classification (`target="class"`): the target is one integer label per sequence
+    ($c_t = c$) or one per step; the prediction is $\arg\max_c \sum_t y_{t,c}$
+    for one label per sequence and $\arg\max_c y_{t,c}$ at each step otherwise.
+    Regression (`target="value"`): $c_t$ is a real target shaped like
+    $y_t$, e.g. `PerStep(optax.l2_loss)` for $\ell = \tfrac12\lVert y_t -
+    c_t\rVert^2$; the prediction is $y_t$ itself.
 
     **Arguments:**
 
-    - ``fn(output, target) -> scalar`` (default softmax cross-entropy, the output at each
+    - `fn(output, target) -> scalar` (default softmax cross-entropy, the output at each
       step used as logits, as in the OTPE and Slax experiments); its value is summed if
-      it is not a scalar (``optax.l2_loss`` is elementwise).
-    - ``target``: ``"class"`` or ``"value"``; by default ``"value"`` when ``fn`` is one
-      of optax's regression losses (``l2_loss``, ``squared_error``, ``huber_loss``,
-      ``log_cosh``) and ``"class"`` otherwise.
+      it is not a scalar (`optax.l2_loss` is elementwise).
+    - `target`: `"class"` or `"value"`; by default `"value"` when `fn` is one
+      of optax's regression losses (`l2_loss`, `squared_error`, `huber_loss`,
+      `log_cosh`) and `"class"` otherwise.
     """
 
     per_step: ClassVar[bool] = True
@@ -158,7 +160,7 @@ class PerStep(AbstractLoss):
         return Targets(self.target, per_sequence=self.target == "class", per_step=True)
 
     def has_time_axis(self, target: Array) -> bool:
-        """Whether one sample's ``target`` holds one entry per step."""
+        """Whether one sample's `target` holds one entry per step."""
         return self.target == "value" or jnp.ndim(target) > 0
 
     def target_at(self, target, t):
@@ -167,7 +169,7 @@ class PerStep(AbstractLoss):
     def step(
         self, output: Float[Array, "*out"], target: Shaped[ArrayLike, "..."]
     ) -> Float[Array, ""]:
-        r"""The step term :math:`\ell(y_t, c_t)` of one step's ``target``."""
+        r"""The step term $\ell(y_t, c_t)$ of one step's `target`."""
         target = jnp.asarray(target)
         if self.target == "class" and target.ndim != 0:
             raise ValueError(
@@ -206,14 +208,14 @@ class PerStep(AbstractLoss):
 
 
 class Accumulated(AbstractLoss):
-    r""":math:`L = \ell(\mathrm{reduce}_t\, y_t, c)`; prediction :math:`\arg\max` of the same.
+    r"""$L = \ell(\mathrm{reduce}_t\, y_t, c)$; prediction $\arg\max$ of the same.
 
-    ``reduce="sum"`` with spikes gives a loss on spike counts; ``"max"`` and ``"mean"``
-    are the usual membrane readouts of an :class:`~eqslax.LI` output layer. Takes one
+    `reduce="sum"` with spikes gives a loss on spike counts; `"max"` and `"mean"`
+    are the usual membrane readouts of an `LI` output layer. Takes one
     class label per sequence.
 
-    **Arguments:** ``fn(reduced, label) -> scalar`` (default softmax cross-entropy) and
-    ``reduce``.
+    **Arguments:** `fn(reduced, label) -> scalar` (default softmax cross-entropy) and
+    `reduce`.
     """
 
     fn: Callable[[Array, Array], Array] = optax.softmax_cross_entropy_with_integer_labels
@@ -237,9 +239,9 @@ class Accumulated(AbstractLoss):
 
 
 class CountMSE(eqx.Module):
-    r"""Spike-count MSE target (snnTorch's ``mse_count_loss``):
-    :math:`\ell(n, c) = \frac1C\sum_j (n_j - \hat n_j)^2`, :math:`\hat n_c =` ``correct``,
-    :math:`\hat n_{j\ne c} =` ``incorrect``. Use as ``Accumulated(CountMSE(...), "sum")``.
+    r"""Spike-count MSE target (snnTorch's `mse_count_loss`):
+    $\ell(n, c) = \frac1C\sum_j (n_j - \hat n_j)^2$, $\hat n_c =$ `correct`,
+    $\hat n_{j\ne c} =$ `incorrect`. Use as `Accumulated(CountMSE(...), "sum")`.
     """
 
     correct: float = 8.0
@@ -254,14 +256,16 @@ class CountMSE(eqx.Module):
 class RateRegularised(AbstractLoss):
     r"""A loss plus a firing-rate regulariser on every spiking layer of the network.
 
-    .. math:: L' = L + \mu \sum_l \frac{1}{n_l}\sum_i (\bar s^l_i - r^*)^2,
-              \quad \bar s^l_i = \frac1T\sum_t s^l_{t,i}
+    $$
+    L' = L + \mu \sum_l \frac{1}{n_l}\sum_i (\bar s^l_i - r^*)^2,
+    \quad \bar s^l_i = \frac1T\sum_t s^l_{t,i}
+    $$
 
-    ``layer_mask`` selects the spiking layers (see :func:`spiking_layers`); linear maps
-    and ``LI`` readouts have no firing rate. Takes the targets of ``loss``.
+    `layer_mask` selects the spiking layers (see `spiking_layers`); linear maps
+    and `LI` readouts have no firing rate. Takes the targets of `loss`.
 
-    **Arguments:** ``loss``; ``strength`` :math:`\mu` (default 1e-2); ``target_rate``
-    :math:`r^*` spikes per step (default 0.05); ``layer_mask`` a tuple of bools, one per
+    **Arguments:** `loss`; `strength` $\mu$ (default 1e-2); `target_rate`
+    $r^*$ spikes per step (default 0.05); `layer_mask` a tuple of bools, one per
     layer, selecting the regularised layers.
     """
 
@@ -302,7 +306,7 @@ class RateRegularised(AbstractLoss):
 
 
 def spiking_layers(model) -> tuple[bool, ...]:
-    """One bool per layer of a ``Connect`` (or the neuron itself): is it spiking?"""
+    """One bool per layer of a `Connect` (or the neuron itself): is it spiking?"""
     from ._connect import Connect
     from ._neurons import AbstractSpikingPopulation
 
@@ -311,8 +315,8 @@ def spiking_layers(model) -> tuple[bool, ...]:
 
 
 def accuracy(loss: AbstractLoss, outputs: Float[Array, "batch time *out"], labels) -> Array:
-    """Fraction of samples whose ``loss.predict`` equals the label; for per-step labels
-    ``(batch, time)``, the fraction of steps whose per-step prediction equals it."""
+    """Fraction of samples whose `loss.predict` equals the label; for per-step labels
+    `(batch, time)`, the fraction of steps whose per-step prediction equals it."""
     labels = jnp.asarray(labels)
     if labels.ndim == 2:
         return jnp.mean(jax.vmap(loss.predict_steps)(outputs) == labels)

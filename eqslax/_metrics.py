@@ -1,17 +1,18 @@
 r"""Task metrics of a loss's predictions, accumulated over batches.
 
-Classification (``loss.targets.kind == "class"``): ``accuracy``, the fraction of correct
+Classification (`loss.targets.kind == "class"`): `accuracy`, the fraction of correct
 predictions (of sequences for one label per sequence, of steps for per-step labels).
 
-Regression (``"value"``): with predictions :math:`\hat y` (the outputs) and targets
-:math:`y` over every sample and step, for each output component :math:`j`,
+Regression (`"value"`): with predictions $\hat y$ (the outputs) and targets
+$y$ over every sample and step, for each output component $j$,
 
-.. math::
-    \mathrm{MSE} = \operatorname{mean}_{b,t,j}\,(\hat y - y)^2, \qquad
-    R^2 = \frac1J\sum_j \Big(1 - \frac{\sum_{b,t}(\hat y_j - y_j)^2}
-                                  {\sum_{b,t}(y_j - \bar y_j)^2}\Big)
+$$
+\mathrm{MSE} = \operatorname{mean}_{b,t,j}\,(\hat y - y)^2, \qquad
+R^2 = \frac1J\sum_j \Big(1 - \frac{\sum_{b,t}(\hat y_j - y_j)^2}
+                              {\sum_{b,t}(y_j - \bar y_j)^2}\Big)
+$$
 
-(the uniform average over components, as scikit-learn's ``r2_score``; a component
+(the uniform average over components, as scikit-learn's `r2_score`; a component
 whose targets are constant scores 1 if predicted exactly and 0 otherwise).
 Totals are sums, so that metrics over many batches equal metrics over their union.
 """
@@ -25,7 +26,7 @@ from ._losses import AbstractLoss
 
 
 def metric_names(loss: AbstractLoss) -> tuple[str, ...]:
-    """The task metrics of ``loss``: ``("accuracy",)`` or ``("mse", "r2")``."""
+    """The task metrics of `loss`: `("accuracy",)` or `("mse", "r2")`."""
     return ("mse", "r2") if loss.targets.kind == "value" else ("accuracy",)
 
 
@@ -48,23 +49,23 @@ def _totals(loss, outputs, targets):
 
 
 def metric_totals(loss: AbstractLoss, outputs, targets) -> dict[str, np.ndarray]:
-    """Sums over one batch (``outputs`` (batch, time, *out)) from which
-    :func:`finish_metrics` computes the task metrics, as float64 host arrays."""
+    """Sums over one batch (`outputs` (batch, time, *out)) from which
+    `finish_metrics` computes the task metrics, as float64 host arrays."""
     return {k: np.asarray(v, np.float64) for k, v in _totals(loss, outputs, targets).items()}
 
 
 def task_metrics(loss: AbstractLoss, outputs, targets) -> dict[str, float]:
-    """The task metrics of one batch: ``{"accuracy"}`` or ``{"mse", "r2"}``."""
+    """The task metrics of one batch: `{"accuracy"}` or `{"mse", "r2"}`."""
     return finish_metrics(loss, metric_totals(loss, outputs, targets))
 
 
 def add_totals(a: dict | None, b: dict) -> dict:
-    """Two batches' totals together (``a`` may be ``None``: nothing yet)."""
+    """Two batches' totals together (`a` may be `None`: nothing yet)."""
     return dict(b) if a is None else {k: a[k] + b[k] for k in a}
 
 
 def finish_metrics(loss: AbstractLoss, totals: dict | None) -> dict[str, float]:
-    """``{name: value}`` from accumulated totals (NaN for each metric if none)."""
+    """`{name: value}` from accumulated totals (NaN for each metric if none)."""
     if totals is None:
         return {name: float("nan") for name in metric_names(loss)}
     count = float(totals["count"])

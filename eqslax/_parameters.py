@@ -28,15 +28,15 @@ def _is_special(node) -> bool:
 
 
 def trainable_mask(model: PyTree) -> PyTree[bool]:
-    """A PyTree of bools shaped like ``model``: ``True`` on the leaves that learning
+    """A PyTree of bools shaped like `model`: `True` on the leaves that learning
     rules differentiate and optimisers update.
 
     Floating-point arrays are trainable, except surrogate hyperparameters and the
-    parameters a neuron lists in ``frozen`` (e.g. ``decay`` unless ``train_decay``).
+    parameters a neuron lists in `frozen` (e.g. `decay` unless `train_decay`).
     """
     return jtu.tree_map(_node_mask, model, is_leaf=_is_special)
 
 
 def trainable(model: PyTree) -> PyTree:
-    """The trainable part of ``model`` (other leaves ``None``), as ``eqx.filter`` does."""
+    """The trainable part of `model` (other leaves `None`), as `eqx.filter` does."""
     return eqx.filter(model, trainable_mask(model))

@@ -1,5 +1,5 @@
-"""Running a model over time: one ``jax.lax.scan`` over the leading time axis, or
-(schedule ``"layerwise"``) one layer after another over the whole sequence."""
+"""Running a model over time: one `jax.lax.scan` over the leading time axis, or
+(schedule `"layerwise"`) one layer after another over the whole sequence."""
 
 import equinox as eqx
 import jax
@@ -20,13 +20,13 @@ def check_model(model, owner: str) -> None:
 
 
 def check_sequence(model: AbstractNeuron, xs, owner: str, name: str = "xs") -> None:
-    """``xs`` must be ``(time, *model.in_shape)`` floats."""
+    """`xs` must be `(time, *model.in_shape)` floats."""
     check_model(model, owner)
     check_float_array(xs, name, model.in_shape, owner, leading="time")
 
 
 def initial_state(model: AbstractNeuron, x_struct) -> PyTree:
-    """``model.init_state()`` cast to the dtypes one step produces for this input dtype,
+    """`model.init_state()` cast to the dtypes one step produces for this input dtype,
     so that the scan carry keeps a fixed type (e.g. float32 parameters, float64 data)."""
     state = model.init_state()
     new_state, _ = eqx.filter_eval_shape(model, state, x_struct)
@@ -34,7 +34,7 @@ def initial_state(model: AbstractNeuron, x_struct) -> PyTree:
 
 
 def step_fn(model: AbstractNeuron, checkpoint: bool = False):
-    """``(state, x) -> (state, y)``, optionally rematerialised in the backward pass."""
+    """`(state, x) -> (state, y)`, optionally rematerialised in the backward pass."""
 
     def step(state, x):
         return model(state, x)
@@ -54,7 +54,7 @@ def _recurrent_edges(model) -> list[tuple[int, int]]:
 
 
 def resolve_schedule(model: AbstractNeuron, schedule: str, owner: str) -> str:
-    """``"step"`` or ``"layerwise"``: ``"auto"`` is layerwise for a :class:`Connect`
+    """`"step"` or `"layerwise"`: `"auto"` is layerwise for a `Connect`
     whose every edge is a skip edge (source before target), step otherwise. A bare
     neuron is one layer, so every schedule is the step schedule for it."""
     if schedule not in SCHEDULES:
@@ -79,7 +79,7 @@ def resolve_schedule(model: AbstractNeuron, schedule: str, owner: str) -> str:
 
 def _layer_over_time(layer, state, hs, checkpoint):
     """One layer over the whole sequence: a scan for a neuron, one batched call
-    (``jax.vmap`` over time) for a stateless module."""
+    (`jax.vmap` over time) for a stateless module."""
     if isinstance(layer, AbstractNeuron):
         return jax.lax.scan(step_fn(layer, checkpoint), state, hs)
     return None, jax.vmap(layer)(hs)
@@ -134,28 +134,28 @@ def simulate(
     checkpoint: bool = False,
     schedule: str = "step",
 ) -> tuple[PyTree, Array]:
-    r"""Run ``model`` over a sequence: :math:`(h_t, y_t) = f(h_{t-1}, x_t)`, :math:`t = 1..T`.
+    r"""Run `model` over a sequence: $(h_t, y_t) = f(h_{t-1}, x_t)$, $t = 1..T$.
 
     **Arguments:**
 
-    - ``model``: a neuron or :class:`Connect` (unbatched).
-    - ``xs``: inputs of shape ``(time, *model.in_shape)``; for a batch use
-      ``jax.vmap(lambda x: simulate(model, x))``.
-    - ``state``: the state before the first step (default ``model.init_state()``).
-    - ``checkpoint``: recompute each step in the backward pass (``jax.checkpoint``),
+    - `model`: a neuron or `Connect` (unbatched).
+    - `xs`: inputs of shape `(time, *model.in_shape)`; for a batch use
+      `jax.vmap(lambda x: simulate(model, x))`.
+    - `state`: the state before the first step (default `model.init_state()`).
+    - `checkpoint`: recompute each step in the backward pass (`jax.checkpoint`),
       trading compute for activation memory.
-    - ``schedule``: the order of the computation; every schedule gives the same
+    - `schedule`: the order of the computation; every schedule gives the same
       outputs, final state and gradients.
 
-      - ``"step"`` (default): one scan over time, every layer inside each step.
-      - ``"layerwise"``: for a :class:`Connect` without recurrent edges (every ``cat``
+      - `"step"` (default): one scan over time, every layer inside each step.
+      - `"layerwise"`: for a `Connect` without recurrent edges (every `cat`
         source before its target): one layer at a time over the whole sequence, a
-        stateless layer (``eqx.nn.Linear``, ...) as one batched call over all steps
-        and a neuron as a scan of its own. Raises ``ValueError`` on a recurrent edge.
-      - ``"auto"``: ``"layerwise"`` for a :class:`Connect` without recurrent edges,
-        ``"step"`` otherwise.
+        stateless layer (`eqx.nn.Linear`, ...) as one batched call over all steps
+        and a neuron as a scan of its own. Raises `ValueError` on a recurrent edge.
+      - `"auto"`: `"layerwise"` for a `Connect` without recurrent edges,
+        `"step"` otherwise.
 
-    **Returns:** ``(final_state, ys)`` with ``ys`` of shape ``(time, *model.out_shape)``.
+    **Returns:** `(final_state, ys)` with `ys` of shape `(time, *model.out_shape)`.
     """
     check_sequence(model, xs, "simulate")
     schedule = resolve_schedule(model, schedule, "simulate")
@@ -165,9 +165,9 @@ def simulate(
 
 
 class Recording(eqx.Module):
-    """Everything a run produced, stacked over time: ``outputs`` (time, *out),
-    ``layers`` (one array per layer of a :class:`Connect`, else ``(outputs,)``) and
-    ``states`` (the state after every step, each leaf with a leading time axis)."""
+    """Everything a run produced, stacked over time: `outputs` (time, *out),
+    `layers` (one array per layer of a `Connect`, else `(outputs,)`) and
+    `states` (the state after every step, each leaf with a leading time axis)."""
 
     outputs: Array
     layers: tuple[Array, ...]
@@ -175,7 +175,7 @@ class Recording(eqx.Module):
 
 
 def step_layers(model: AbstractNeuron, state: PyTree, x: Array) -> tuple[PyTree, tuple]:
-    """One step returning every layer's output: a :class:`Connect`'s layers, or the
+    """One step returning every layer's output: a `Connect`'s layers, or the
     neuron's own output as a 1-tuple."""
     if isinstance(model, Connect):
         return model.forward(state, x)
@@ -207,7 +207,7 @@ def record(
     *,
     state: PyTree | None = None,
 ) -> tuple[PyTree, Recording]:
-    """Like :func:`simulate`, keeping every layer's output and every state over time
+    """Like `simulate`, keeping every layer's output and every state over time
     (for raster plots, membrane traces and rate regularisers)."""
     check_sequence(model, xs, "record")
     if state is None:

@@ -15,9 +15,9 @@ from ._rules._base import check_batch
 
 class TrainState(eqx.Module):
     """What a training step carries besides the model: the optimiser's state, the
-    learning rule's state, and ``nonfinite``: whether the step that returned this state
+    learning rule's state, and `nonfinite`: whether the step that returned this state
     met a NaN or an infinity in a gradient or in an updated trainable parameter (a
-    boolean scalar computed inside the jitted step; :func:`eqslax.fit` stops on it)."""
+    boolean scalar computed inside the jitted step; `eqslax.fit` stops on it)."""
 
     optimizer: PyTree
     rule: PyTree
@@ -33,10 +33,10 @@ def check_optimizer(optimizer, owner: str) -> None:
 
 
 class AbstractTrainStep(eqx.Module):
-    """A jitted training step ``(model, state, xs, ys) -> (model, state, outputs, loss)``
-    with ``xs`` (batch, time, *in) and ``ys`` a target the loss takes ((batch,) labels,
-    (batch, time) labels or (batch, time, *out) values); ``init(model)`` makes the first
-    ``state`` (a :class:`TrainState`). Concrete steps say how one batch is learned."""
+    """A jitted training step `(model, state, xs, ys) -> (model, state, outputs, loss)`
+    with `xs` (batch, time, *in) and `ys` a target the loss takes ((batch,) labels,
+    (batch, time) labels or (batch, time, *out) values); `init(model)` makes the first
+    `state` (a `TrainState`). Concrete steps say how one batch is learned."""
 
     loss: eqx.AbstractVar[AbstractLoss]
     optimizer: eqx.AbstractVar[optax.GradientTransformation]

@@ -1,34 +1,34 @@
 """Surrogate gradients: a Heaviside step forward, a smooth derivative backward.
 
 Every surrogate computes the same forward function, the Heaviside step with the
-convention :math:`H(0) = 1`, i.e. a neuron spikes when its membrane reaches the
-threshold, ``v >= threshold``. Only the derivative used by automatic differentiation
-differs. Concrete classes define ``derivative(x)``; the base class applies it through
-a single ``eqx.filter_custom_jvp``, so forward mode (``jvp``, ``jacfwd``), reverse mode
-(``grad``, ``jacrev``), ``vmap`` and ``jit`` all see the same rule. Second derivatives
-are :math:`\\sigma''(x)` on the spike and :math:`\\sigma'(x)` wherever the forward
+convention $H(0) = 1$, i.e. a neuron spikes when its membrane reaches the
+threshold, `v >= threshold`. Only the derivative used by automatic differentiation
+differs. Concrete classes define `derivative(x)`; the base class applies it through
+a single `eqx.filter_custom_jvp`, so forward mode (`jvp`, `jacfwd`), reverse mode
+(`grad`, `jacrev`), `vmap` and `jit` all see the same rule. Second derivatives
+are $\\sigma''(x)$ on the spike and $\\sigma'(x)$ wherever the forward
 spike feeds later steps, with one pitfall below.
 
-**Second derivatives through** ``lax.scan`` **(and** ``simulate``**).** When JAX runs
+**Second derivatives through** `lax.scan` **(and** `simulate`**).** When JAX runs
 reverse mode through a scan it partially evaluates the scan body, and partial
-evaluation replaces a ``custom_jvp`` call by its primal function (JAX assumes only a
+evaluation replaces a `custom_jvp` call by its primal function (JAX assumes only a
 linear function is being built). Differentiating that reverse pass again --
-``grad(grad(f))``, ``jacfwd(grad(f))``, ``jax.hessian(f)`` -- then sees the Heaviside
+`grad(grad(f))`, `jacfwd(grad(f))`, `jax.hessian(f)` -- then sees the Heaviside
 step, of derivative 0, on the forward spikes: the surrogate's terms through the reset and
 later steps vanish, and the result is the derivative of the first-order surrogate
 gradient with the spike pattern frozen, not the surrogate Hessian that the same loop
 written out in Python gives in every order. Orders whose *inner* derivative is forward
-mode (``jacfwd(jacfwd(f))``, ``jacrev(jacfwd(f))``, ``grad`` of a ``jvp``) agree with the
-unrolled loop; :func:`eqslax.hessian` and :func:`eqslax.hvp` use them. Plain
-``jax.custom_jvp`` behaves the same, so this is JAX's scan, not this module's rule.
+mode (`jacfwd(jacfwd(f))`, `jacrev(jacfwd(f))`, `grad` of a `jvp`) agree with the
+unrolled loop; `eqslax.hessian` and `eqslax.hvp` use them. Plain
+`jax.custom_jvp` behaves the same, so this is JAX's scan, not this module's rule.
 
 **Normalisation.** Libraries disagree on how surrogates are scaled. eqslax scales
 each one so that it is the derivative of a smooth step rising from 0 to 1, i.e.
-:math:`\\int \\sigma'(x)\\,dx = 1` (``Arctan``, ``Sigmoid``, ``Boxcar``, ``Gaussian``,
-``Exponential``), *except* where a paper fixed the scale and the reference results
-depend on it: ``FastSigmoid`` keeps SuperSpike's peak of 1, ``Triangle`` keeps e-prop's
-dampening factor as its peak, ``MultiGaussian`` keeps Yin et al.'s form and
-``StraightThrough`` is 1 everywhere. Each docstring states its formula.
+$\\int \\sigma'(x)\\,dx = 1$ (`Arctan`, `Sigmoid`, `Boxcar`, `Gaussian`,
+`Exponential`), *except* where a paper fixed the scale and the reference results
+depend on it: `FastSigmoid` keeps SuperSpike's peak of 1, `Triangle` keeps e-prop's
+dampening factor as its peak, `MultiGaussian` keeps Yin et al.'s form and
+`StraightThrough` is 1 everywhere. Each docstring states its formula.
 """
 
 import abc
@@ -79,27 +79,27 @@ def _float(value: ArrayLike, name: str, owner: str, low: float = 0, strict=True)
 
 
 class AbstractSurrogate(eqx.Module):
-    r"""A spike function: :math:`H(x)` forward, :math:`\sigma'(x)` backward.
+    r"""A spike function: $H(x)$ forward, $\sigma'(x)$ backward.
 
-    ``x`` is the distance to threshold, ``v - threshold``. ``__call__`` returns
-    :math:`H(x) = 1` for ``x >= 0`` and 0 otherwise (same dtype as ``x``); its derivative
-    under every JAX transformation is ``derivative(x)``.
+    `x` is the distance to threshold, `v - threshold`. `__call__` returns
+    $H(x) = 1$ for `x >= 0` and 0 otherwise (same dtype as `x`); its derivative
+    under every JAX transformation is `derivative(x)`.
     """
 
     @abc.abstractmethod
     def derivative(self, x: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
-        """The closed-form surrogate derivative :math:`\\sigma'(x)`."""
+        """The closed-form surrogate derivative $\\sigma'(x)$."""
 
     def __call__(self, x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         return _heaviside(x, self)
 
 
 class FastSigmoid(AbstractSurrogate):
-    r"""SuperSpike (Zenke & Ganguli 2018): :math:`\sigma'(x) = 1/(1 + k|x|)^2`.
+    r"""SuperSpike (Zenke & Ganguli 2018): $\sigma'(x) = 1/(1 + k|x|)^2$.
 
-    Peak 1 at threshold, as in SuperSpike, Slax and snnTorch (integral :math:`2/k`).
+    Peak 1 at threshold, as in SuperSpike, Slax and snnTorch (integral $2/k$).
 
-    **Arguments:** ``slope`` :math:`k` (default 25).
+    **Arguments:** `slope` $k$ (default 25).
     """
 
     slope: Float[Array, "*hyper"]
@@ -112,12 +112,12 @@ class FastSigmoid(AbstractSurrogate):
 
 
 class Arctan(AbstractSurrogate):
-    r"""Arctangent (Fang et al. 2021): :math:`\sigma'(x) = \frac{\alpha/2}{1 + (\pi\alpha x/2)^2}`.
+    r"""Arctangent (Fang et al. 2021): $\sigma'(x) = \frac{\alpha/2}{1 + (\pi\alpha x/2)^2}$.
 
-    The derivative of :math:`\frac{1}{\pi}\arctan(\pi\alpha x/2) + \frac12`: integral 1,
-    peak :math:`\alpha/2` (the snnTorch and Slax form).
+    The derivative of $\frac{1}{\pi}\arctan(\pi\alpha x/2) + \frac12$: integral 1,
+    peak $\alpha/2$ (the snnTorch and Slax form).
 
-    **Arguments:** ``alpha`` (default 2).
+    **Arguments:** `alpha` (default 2).
     """
 
     alpha: Float[Array, "*hyper"]
@@ -130,11 +130,11 @@ class Arctan(AbstractSurrogate):
 
 
 class Sigmoid(AbstractSurrogate):
-    r"""Logistic: :math:`\sigma'(x) = k\,S(kx)\,(1 - S(kx))`, :math:`S(z) = 1/(1+e^{-z})`.
+    r"""Logistic: $\sigma'(x) = k\,S(kx)\,(1 - S(kx))$, $S(z) = 1/(1+e^{-z})$.
 
-    The derivative of :math:`S(kx)`: integral 1, peak :math:`k/4`.
+    The derivative of $S(kx)$: integral 1, peak $k/4$.
 
-    **Arguments:** ``slope`` :math:`k` (default 5).
+    **Arguments:** `slope` $k$ (default 5).
     """
 
     slope: Float[Array, "*hyper"]
@@ -149,11 +149,11 @@ class Sigmoid(AbstractSurrogate):
 
 class Triangle(AbstractSurrogate):
     r"""Piecewise linear (Bellec et al. 2018, e-prop):
-    :math:`\sigma'(x) = \gamma\max(0, 1 - |x|/w)`.
+    $\sigma'(x) = \gamma\max(0, 1 - |x|/w)$.
 
-    Peak :math:`\gamma` (e-prop's dampening factor), support :math:`|x| < w`.
+    Peak $\gamma$ (e-prop's dampening factor), support $|x| < w$.
 
-    **Arguments:** ``gamma`` (default 0.3), ``width`` :math:`w` (default 1, e-prop's
+    **Arguments:** `gamma` (default 0.3), `width` $w$ (default 1, e-prop's
     threshold-normalised form with threshold 1).
     """
 
@@ -173,9 +173,9 @@ class Triangle(AbstractSurrogate):
 
 
 class Boxcar(AbstractSurrogate):
-    r"""Rectangular: :math:`\sigma'(x) = \frac{1}{w}\,\mathbb{1}[|x| < w/2]`. Integral 1.
+    r"""Rectangular: $\sigma'(x) = \frac{1}{w}\,\mathbb{1}[|x| < w/2]$. Integral 1.
 
-    **Arguments:** ``width`` :math:`w` (default 1).
+    **Arguments:** `width` $w$ (default 1).
     """
 
     width: Float[Array, "*hyper"]
@@ -193,9 +193,9 @@ def _normal_pdf(x, mean, std):
 
 
 class Gaussian(AbstractSurrogate):
-    r"""Gaussian: :math:`\sigma'(x) = \mathcal N(x; 0, s)`, the normal pdf. Integral 1.
+    r"""Gaussian: $\sigma'(x) = \mathcal N(x; 0, s)$, the normal pdf. Integral 1.
 
-    **Arguments:** ``std`` :math:`s` (default 0.5).
+    **Arguments:** `std` $s$ (default 0.5).
     """
 
     std: Float[Array, "*hyper"]
@@ -208,14 +208,15 @@ class Gaussian(AbstractSurrogate):
 
 
 class MultiGaussian(AbstractSurrogate):
-    r"""Multi-Gaussian (Yin et al. 2021), the Slax ``multi_gauss`` form.
+    r"""Multi-Gaussian (Yin et al. 2021), the Slax `multi_gauss` form.
 
-    .. math::
-        \sigma'(x) = \gamma\big[(1+h)\,\mathcal N(x;0,\ell) - h\,\mathcal N(x;\ell,k\ell)
-                     - h\,\mathcal N(x;-\ell,k\ell)\big]
+    $$
+    \sigma'(x) = \gamma\big[(1+h)\,\mathcal N(x;0,\ell) - h\,\mathcal N(x;\ell,k\ell)
+                 - h\,\mathcal N(x;-\ell,k\ell)\big]
+    $$
 
-    **Arguments:** ``gamma`` :math:`\gamma` (0.5), ``lens`` :math:`\ell` (0.3), ``scale``
-    :math:`k` (6), ``height`` :math:`h` (0.15). :math:`\sigma'(0) \approx 0.7319`.
+    **Arguments:** `gamma` $\gamma$ (0.5), `lens` $\ell$ (0.3), `scale`
+    $k$ (6), `height` $h$ (0.15). $\sigma'(0) \approx 0.7319$.
     """
 
     gamma: Float[Array, "*hyper"]
@@ -237,16 +238,16 @@ class MultiGaussian(AbstractSurrogate):
 
 
 class StraightThrough(AbstractSurrogate):
-    r"""Straight-through estimator (Bengio et al. 2013): :math:`\sigma'(x) = 1`."""
+    r"""Straight-through estimator (Bengio et al. 2013): $\sigma'(x) = 1$."""
 
     def derivative(self, x):
         return jnp.ones_like(x, dtype=jnp.result_type(x, float))
 
 
 class Exponential(AbstractSurrogate):
-    r"""Two-sided exponential (SLAYER-like): :math:`\sigma'(x) = \frac{k}{2} e^{-k|x|}`. Integral 1.
+    r"""Two-sided exponential (SLAYER-like): $\sigma'(x) = \frac{k}{2} e^{-k|x|}$. Integral 1.
 
-    **Arguments:** ``slope`` :math:`k` (default 5).
+    **Arguments:** `slope` $k$ (default 5).
     """
 
     slope: Float[Array, "*hyper"]
@@ -259,9 +260,9 @@ class Exponential(AbstractSurrogate):
 
 
 class CustomSurrogate(AbstractSurrogate):
-    r"""Any derivative you write: :math:`\sigma'(x) =` ``derivative_fn(x)``.
+    r"""Any derivative you write: $\sigma'(x) =$ `derivative_fn(x)`.
 
-    ``derivative_fn`` must be a JAX-traceable elementwise function; it is differentiated
+    `derivative_fn` must be a JAX-traceable elementwise function; it is differentiated
     normally for second derivatives.
     """
 

@@ -12,7 +12,7 @@ from ._step import AbstractTrainStep, TrainState, check_optimizer
 
 
 class OfflineStep(AbstractTrainStep):
-    """One optimiser step per batch on the rule's batch gradient; see :func:`train_offline`."""
+    """One optimiser step per batch on the rule's batch gradient; see `train_offline`."""
 
     loss: AbstractLoss
     optimizer: optax.GradientTransformation
@@ -40,15 +40,17 @@ def train_offline(
     optimizer: optax.GradientTransformation,
     rule: AbstractLearningRule | None = None,
 ) -> OfflineStep:
-    """A jitted offline training step (Slax's ``train_offline``), BPTT by default.
+    """A jitted offline training step (Slax's `train_offline`), BPTT by default.
 
-    Each call vmaps the model over the batch, scans over time, asks ``rule`` for the
-    batch gradient of the loss (normalised as in :mod:`eqslax.losses`) and applies one
-    optimiser step to the trainable leaves (:func:`eqslax.trainable_mask`)::
+    Each call vmaps the model over the batch, scans over time, asks `rule` for the
+    batch gradient of the loss (normalised as in `eqslax.losses`) and applies one
+    optimiser step to the trainable leaves (`eqslax.trainable_mask`):
 
-        step = eqslax.train_offline(model, eqslax.PerStep(), optax.adam(1e-3))
-        state = step.init(model)
-        model, state, outputs, loss = step(model, state, xs, ys)
+    ```python
+    step = eqslax.train_offline(model, eqslax.PerStep(), optax.adam(1e-3))
+    state = step.init(model)
+    model, state, outputs, loss = step(model, state, xs, ys)
+    ```
     """
     from ._simulate import check_model
 

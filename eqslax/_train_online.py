@@ -19,11 +19,11 @@ from ._train import OfflineStep
 class OnlineStep(AbstractTrainStep):
     r"""A training step that updates the parameters after every time step.
 
-    At step :math:`t` each sample advances its model state and the rule's traces, the
-    rule's gradient of the step loss :math:`\ell(y_t, c_t)` is averaged over the batch,
-    and the optimiser updates :math:`\theta`; the next step runs with the new
-    parameters while traces carry on. One ``lax.scan`` over time, ``vmap`` over batch.
-    Built by :func:`train_online`; ``init(model)`` makes the first state.
+    At step $t$ each sample advances its model state and the rule's traces, the
+    rule's gradient of the step loss $\ell(y_t, c_t)$ is averaged over the batch,
+    and the optimiser updates $\theta$; the next step runs with the new
+    parameters while traces carry on. One `lax.scan` over time, `vmap` over batch.
+    Built by `train_online`; `init(model)` makes the first state.
     """
 
     loss: AbstractLoss
@@ -82,8 +82,8 @@ def train_online(
     loss: AbstractLoss,
     optimizer: optax.GradientTransformation,
 ) -> OnlineStep:
-    """A jitted step ``(model, state, xs, ys) -> (model, state, outputs, loss)`` that
-    applies ``optimizer`` after every time step (fully online learning)."""
+    """A jitted step `(model, state, xs, ys) -> (model, state, outputs, loss)` that
+    applies `optimizer` after every time step (fully online learning)."""
     _check(model, rule, loss, optimizer, "train_online")
     return OnlineStep(loss=loss, optimizer=optimizer, rule=rule)
 
@@ -95,7 +95,7 @@ def train_online_deferred(
     optimizer: optax.GradientTransformation,
 ) -> OfflineStep:
     r"""The same rule with its step gradients summed over the sequence, divided by
-    :math:`T`, averaged over the batch and applied once at the end: with an exact rule
+    $T$, averaged over the batch and applied once at the end: with an exact rule
     (RTRL) this is the offline BPTT step on the per-step loss."""
     _check(model, rule, loss, optimizer, "train_online_deferred")
     return OfflineStep(loss=loss, optimizer=optimizer, rule=rule)

@@ -22,11 +22,11 @@ def feedforward(
     weight_scale: float = 3.0,
     **neuron_options,
 ) -> Connect:
-    """``Linear -> neuron`` for each consecutive pair of ``sizes`` (e.g. ``(20, 64, 10)``).
+    """`Linear -> neuron` for each consecutive pair of `sizes` (e.g. `(20, 64, 10)`).
 
-    ``readout`` is the last population: ``"lif"`` (spikes, read by counts) or ``"li"``
-    (membrane, read by max or mean over time). ``weight_scale`` multiplies the default
-    ``eqx.nn.Linear`` initialisation :math:`U(\\pm 1/\\sqrt{n_{in}})`, so that a sparse
+    `readout` is the last population: `"lif"` (spikes, read by counts) or `"li"`
+    (membrane, read by max or mean over time). `weight_scale` multiplies the default
+    `eqx.nn.Linear` initialisation $U(\\pm 1/\\sqrt{n_{in}})$, so that a sparse
     spiking input drives the first layer across threshold at the start of training.
     """
     check_choice(neuron, "neuron", tuple(_NEURONS), "feedforward")

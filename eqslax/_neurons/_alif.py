@@ -19,7 +19,7 @@ _DEFAULT_RHO = math.exp(-1 / 20)  # a 20-step adaptation time constant
 
 
 class ALIFState(eqx.Module):
-    """Membrane ``v`` and threshold adaptation ``a``."""
+    """Membrane `v` and threshold adaptation `a`."""
 
     v: Float[Array, "*neurons"]
     a: Float[Array, "*neurons"]
@@ -28,14 +28,15 @@ class ALIFState(eqx.Module):
 class ALIF(AbstractSpikingPopulation):
     r"""Adaptive leaky integrate-and-fire neuron (LSNN; Bellec et al. 2018, 2020).
 
-    .. math::
-        A_t = \vartheta + \beta a_{t-1}, \qquad v_t = \lambda u_{t-1} + I_t,
-        \qquad s_t = H(v_t - A_t), \qquad a_t = \rho\, a_{t-1} + s_t
+    $$
+    A_t = \vartheta + \beta a_{t-1}, \qquad v_t = \lambda u_{t-1} + I_t,
+    \qquad s_t = H(v_t - A_t), \qquad a_t = \rho\, a_{t-1} + s_t
+    $$
 
-    The threshold of step :math:`t` depends on spikes up to :math:`t-1`. A subtractive
-    reset removes the *base* threshold :math:`\vartheta`, as in e-prop. With
-    ``reset_decay=False`` the state keeps the pre-spike :math:`(v_t, a_{t-1})` and this
-    is e-prop's ALIF exactly: :math:`v_{t+1} = \lambda v_t + I_{t+1} - \vartheta s_t`.
+    The threshold of step $t$ depends on spikes up to $t-1$. A subtractive
+    reset removes the *base* threshold $\vartheta$, as in e-prop. With
+    `reset_decay=False` the state keeps the pre-spike $(v_t, a_{t-1})$ and this
+    is e-prop's ALIF exactly: $v_{t+1} = \lambda v_t + I_{t+1} - \vartheta s_t$.
     """
 
     shape: tuple[int, ...] = eqx.field(static=True)
@@ -64,10 +65,10 @@ class ALIF(AbstractSpikingPopulation):
         train_decay: bool = False,
         train_threshold: bool = False,
     ):
-        """**Arguments:** as :class:`LIF`, plus ``adaptation_decay`` :math:`\\rho \\in [0,1]`
-        (default :math:`e^{-1/20}`, a 20-step adaptation time constant) and ``adaptation``
-        :math:`\\beta \\ge 0` (default 0.5). ``train_decay`` trains :math:`\\lambda` and
-        :math:`\\rho`; ``train_threshold`` trains :math:`\\vartheta` and :math:`\\beta`."""
+        """**Arguments:** as `LIF`, plus `adaptation_decay` $\\rho \\in [0,1]$
+        (default $e^{-1/20}$, a 20-step adaptation time constant) and `adaptation`
+        $\\beta \\ge 0$ (default 0.5). `train_decay` trains $\\lambda$ and
+        $\\rho$; `train_threshold` trains $\\vartheta$ and $\\beta$."""
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
         self.decay = population_parameter(decay, "decay", self.shape, owner, 0, 1)

@@ -15,15 +15,15 @@ RESET_MODES = ("subtract", "zero", "none")
 
 
 class AbstractNeuron(eqx.Module):
-    """One time step of a stateful population: ``(state, x) -> (state, output)``.
+    """One time step of a stateful population: `(state, x) -> (state, output)`.
 
-    Modules are unbatched: ``x`` has shape ``in_shape`` and ``output`` has shape
-    ``out_shape``; batches come from ``jax.vmap``. The state is an explicit, immutable
-    record (an ``eqx.Module``) returned by ``init_state`` and by every call.
+    Modules are unbatched: `x` has shape `in_shape` and `output` has shape
+    `out_shape`; batches come from `jax.vmap`. The state is an explicit, immutable
+    record (an `eqx.Module`) returned by `init_state` and by every call.
 
-    ``elementwise`` declares that unit *i* depends only on input *i* and on its own
+    `elementwise` declares that unit *i* depends only on input *i* and on its own
     state variables (its state Jacobian is block diagonal). Diagonal online rules
-    (OSTL, OTTT, ...) rely on it; neurons with internal coupling set it to ``False``.
+    (OSTL, OTTT, ...) rely on it; neurons with internal coupling set it to `False`.
     """
 
     elementwise: ClassVar[bool] = True
@@ -44,14 +44,14 @@ class AbstractNeuron(eqx.Module):
 
     @abc.abstractmethod
     def __call__(self, state: PyTree, x: Float[Array, "*in"]) -> tuple[PyTree, Array]:
-        """Advance one time step. Never mutates ``self`` or ``state``."""
+        """Advance one time step. Never mutates `self` or `state`."""
 
 
 class AbstractPopulation(AbstractNeuron):
-    """A population of ``shape`` units whose input and output have that shape.
+    """A population of `shape` units whose input and output have that shape.
 
-    Parameters named in ``frozen`` are read through ``jax.lax.stop_gradient`` and are
-    masked out of every optimiser by :func:`eqslax.trainable_mask`.
+    Parameters named in `frozen` are read through `jax.lax.stop_gradient` and are
+    masked out of every optimiser by `eqslax.trainable_mask`.
     """
 
     shape: eqx.AbstractVar[tuple[int, ...]]
@@ -66,7 +66,7 @@ class AbstractPopulation(AbstractNeuron):
         return self.shape
 
     def param(self, name: str) -> Array:
-        """The value of parameter ``name``, detached when that parameter is frozen."""
+        """The value of parameter `name`, detached when that parameter is frozen."""
         value = getattr(self, name)
         return jax.lax.stop_gradient(value) if name in self.frozen else value
 
@@ -77,24 +77,25 @@ class AbstractPopulation(AbstractNeuron):
 class AbstractSpikingPopulation(AbstractPopulation):
     r"""Shared firing and reset of spiking populations.
 
-    With pre-spike membrane :math:`v_t` and threshold :math:`\vartheta`:
+    With pre-spike membrane $v_t$ and threshold $\vartheta$:
 
-    .. math::
-        s_t = H(v_t - \vartheta), \qquad R(s) = s \text{ or } \mathrm{sg}(s) \text{ (detach\_reset)}
+    $$
+    s_t = H(v_t - \vartheta), \qquad R(s) = s \text{ or } \mathrm{sg}(s) \text{ (detach\_reset)}
+    $$
 
-    and the carried membrane :math:`u_t` depends on ``reset`` and ``reset_decay``:
+    and the carried membrane $u_t$ depends on `reset` and `reset_decay`:
 
-    - ``reset_decay=True`` (Slax/OTPE form, default): the reset is applied at once and is
-      decayed at the next step, :math:`u_t = v_t - \vartheta R(s_t)` (``"subtract"``),
-      :math:`u_t = v_t(1 - R(s_t))` (``"zero"``) or :math:`u_t = v_t` (``"none"``);
-      then :math:`v_{t+1} = \lambda u_t + I_{t+1}`.
-    - ``reset_decay=False`` (snnTorch form): the state keeps :math:`v_t` and the reset
-      of :math:`s_t` enters the next step undecayed,
-      :math:`v_{t+1} = \lambda v_t - \vartheta R(s_t) + I_{t+1}` (``"subtract"``) or
-      :math:`v_{t+1} = \lambda v_t (1 - R(s_t)) + I_{t+1}` (``"zero"``).
+    - `reset_decay=True` (Slax/OTPE form, default): the reset is applied at once and is
+      decayed at the next step, $u_t = v_t - \vartheta R(s_t)$ (`"subtract"`),
+      $u_t = v_t(1 - R(s_t))$ (`"zero"`) or $u_t = v_t$ (`"none"`);
+      then $v_{t+1} = \lambda u_t + I_{t+1}$.
+    - `reset_decay=False` (snnTorch form): the state keeps $v_t$ and the reset
+      of $s_t$ enters the next step undecayed,
+      $v_{t+1} = \lambda v_t - \vartheta R(s_t) + I_{t+1}$ (`"subtract"`) or
+      $v_{t+1} = \lambda v_t (1 - R(s_t)) + I_{t+1}$ (`"zero"`).
 
-    The local Jacobian is :math:`\lambda(1 - c\sigma'_t)` in the first form and
-    :math:`\lambda - c\sigma'_t` in the second, :math:`c = \vartheta` (0 if detached).
+    The local Jacobian is $\lambda(1 - c\sigma'_t)$ in the first form and
+    $\lambda - c\sigma'_t$ in the second, $c = \vartheta$ (0 if detached).
     """
 
     threshold: eqx.AbstractVar[Float[Array, "*threshold"]]
@@ -106,9 +107,9 @@ class AbstractSpikingPopulation(AbstractPopulation):
     def spike(
         self, v: Array, threshold: Array, reset_by: Array | None = None
     ) -> tuple[Array, Array]:
-        """Fire at ``v >= threshold``; return spikes and the membrane to carry.
+        """Fire at `v >= threshold`; return spikes and the membrane to carry.
 
-        ``reset_by`` is the amount a subtractive reset removes (default: ``threshold``).
+        `reset_by` is the amount a subtractive reset removes (default: `threshold`).
         """
         s = self.surrogate(v - threshold)
         if not self.reset_decay:
@@ -145,8 +146,8 @@ def as_float(
     value: ArrayLike, name: str, owner: str, low=None, high=None, allow_inf=False, strict=False
 ) -> Array:
     """Convert a parameter to a float array, checking on concrete values that it is
-    finite and within ``[low, high]`` (``(low, high]`` if ``strict``): a NaN threshold or
-    decay would silently silence a neuron, since ``NaN >= threshold`` is False."""
+    finite and within `[low, high]` (`(low, high]` if `strict`): a NaN threshold or
+    decay would silently silence a neuron, since `NaN >= threshold` is False."""
     arr = jnp.asarray(value, dtype=jnp.result_type(float))
     return check_hyperparameter(arr, value, name, owner, low, high, strict, allow_inf)
 
@@ -156,8 +157,8 @@ def population_parameter(
 ) -> Array:
     """A float parameter, scalar or per unit, checked for range and shape.
 
-    ``name == "threshold"`` must be strictly positive: a threshold of 0 would make the
-    resting state (``v = 0``) fire, since :math:`H(0) = 1`.
+    `name == "threshold"` must be strictly positive: a threshold of 0 would make the
+    resting state (`v = 0`) fire, since $H(0) = 1$.
     """
     strict = name == "threshold"
     if strict:
@@ -197,5 +198,5 @@ def spiking_options(owner, reset, detach_reset, reset_decay, surrogate):
 
 
 def frozen_names(owner: str, **train_flags: bool) -> tuple[str, ...]:
-    """``train_decay=False`` -> ``("decay",)``: the parameters read as constants."""
+    """`train_decay=False` -> `("decay",)`: the parameters read as constants."""
     return tuple(sorted(name.removeprefix("train_") for name, on in train_flags.items() if not on))

@@ -17,7 +17,7 @@ from ._base import (
 
 
 class CuBaLIFState(eqx.Module):
-    """Synaptic current ``i`` and carried membrane ``v``."""
+    """Synaptic current `i` and carried membrane `v`."""
 
     i: Float[Array, "*neurons"]
     v: Float[Array, "*neurons"]
@@ -26,13 +26,14 @@ class CuBaLIFState(eqx.Module):
 class CuBaLIF(AbstractSpikingPopulation):
     r"""Current-based leaky integrate-and-fire neuron (two state variables).
 
-    .. math::
-        i_t = \alpha\, i_{t-1} + I_t, \qquad v_t = \lambda u_{t-1} + i_t,
-        \qquad s_t = H(v_t - \vartheta)
+    $$
+    i_t = \alpha\, i_{t-1} + I_t, \qquad v_t = \lambda u_{t-1} + i_t,
+    \qquad s_t = H(v_t - \vartheta)
+    $$
 
-    then the reset of :class:`AbstractSpikingPopulation`. :math:`\alpha` is
-    ``synapse_decay``, :math:`\lambda` is ``decay`` (snnTorch's ``Synaptic``, NIR's
-    ``CubaLIF``).
+    then the reset of `AbstractSpikingPopulation`. $\alpha$ is
+    `synapse_decay`, $\lambda$ is `decay` (snnTorch's `Synaptic`, NIR's
+    `CubaLIF`).
     """
 
     shape: tuple[int, ...] = eqx.field(static=True)
@@ -59,8 +60,8 @@ class CuBaLIF(AbstractSpikingPopulation):
         train_decay: bool = False,
         train_threshold: bool = False,
     ):
-        """**Arguments:** as :class:`LIF`, plus ``synapse_decay`` :math:`\\alpha \\in [0, 1]`
-        (default 0.8), trained together with ``decay`` when ``train_decay``."""
+        """**Arguments:** as `LIF`, plus `synapse_decay` $\\alpha \\in [0, 1]$
+        (default 0.8), trained together with `decay` when `train_decay`."""
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
         self.synapse_decay = population_parameter(

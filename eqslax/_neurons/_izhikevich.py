@@ -13,7 +13,7 @@ from ._base import AbstractPopulation, as_float, population_parameter
 
 
 class IzhikevichState(eqx.Module):
-    """Membrane potential ``v`` (mV) and recovery variable ``u``, both after the reset."""
+    """Membrane potential `v` (mV) and recovery variable `u`, both after the reset."""
 
     v: Float[Array, "*neurons"]
     u: Float[Array, "*neurons"]
@@ -22,29 +22,32 @@ class IzhikevichState(eqx.Module):
 class Izhikevich(AbstractPopulation):
     r"""Izhikevich's simple model of spiking neurons (IEEE Trans. Neural Netw. 2003).
 
-    .. math::
-        \dot v = 0.04 v^2 + 5 v + 140 - u + I, \qquad \dot u = a (b v - u)
+    $$
+    \dot v = 0.04 v^2 + 5 v + 140 - u + I, \qquad \dot u = a (b v - u)
+    $$
 
-    integrated with one explicit Euler step of ``dt`` ms, both derivatives taken at the
+    integrated with one explicit Euler step of `dt` ms, both derivatives taken at the
     previous state:
 
-    .. math::
-        v'_t = v_{t-1} + \Delta t\,(0.04 v_{t-1}^2 + 5 v_{t-1} + 140 - u_{t-1} + I_t),
-        \qquad u'_t = u_{t-1} + \Delta t\, a (b v_{t-1} - u_{t-1})
+    $$
+    v'_t = v_{t-1} + \Delta t\,(0.04 v_{t-1}^2 + 5 v_{t-1} + 140 - u_{t-1} + I_t),
+    \qquad u'_t = u_{t-1} + \Delta t\, a (b v_{t-1} - u_{t-1})
+    $$
 
-    .. math::
-        s_t = H\big((v'_t - v_{peak}) / v_{scale}\big), \qquad
-        v_t = v'_t (1 - R(s_t)) + c\, R(s_t), \qquad u_t = u'_t + d\, R(s_t)
+    $$
+    s_t = H\big((v'_t - v_{peak}) / v_{scale}\big), \qquad
+    v_t = v'_t (1 - R(s_t)) + c\, R(s_t), \qquad u_t = u'_t + d\, R(s_t)
+    $$
 
-    with :math:`R(s) = s`, or :math:`\mathrm{sg}(s)` when ``detach_reset``. The reset
+    with $R(s) = s$, or $\mathrm{sg}(s)$ when `detach_reset`. The reset
     ("v ← c, u ← u + d") is written as this interpolation so that its gradient flows.
-    Dividing by :math:`v_{scale}` (default 30 mV) does not move the threshold; it puts
+    Dividing by $v_{scale}$ (default 30 mV) does not move the threshold; it puts
     the surrogate's argument in O(1) units, so surrogates tuned for LIF (the default
-    ``FastSigmoid()``, slope 25 per unit) see membranes tens of mV apart as a few units
-    apart rather than hundreds. The input :math:`I` is a current in the model's units
-    (about 10 drives regular spiking). The defaults of :math:`a, b, c, d` are
-    Izhikevich's regular-spiking cell, :math:`v_{peak} = 30` mV, and the state starts
-    at rest, :math:`v = c`, :math:`u = b c`. Output: spikes :math:`s_t \in \{0, 1\}`.
+    `FastSigmoid()`, slope 25 per unit) see membranes tens of mV apart as a few units
+    apart rather than hundreds. The input $I$ is a current in the model's units
+    (about 10 drives regular spiking). The defaults of $a, b, c, d$ are
+    Izhikevich's regular-spiking cell, $v_{peak} = 30$ mV, and the state starts
+    at rest, $v = c$, $u = b c$. Output: spikes $s_t \in \{0, 1\}$.
     """
 
     shape: tuple[int, ...] = eqx.field(static=True)
@@ -76,18 +79,18 @@ class Izhikevich(AbstractPopulation):
     ):
         """**Arguments:**
 
-        - ``shape``: population size, ``128`` or ``(8, 16)``.
-        - ``a``: recovery rate (default 0.02), scalar or per neuron, :math:`\\ge 0`.
-        - ``b``: sensitivity of :math:`u` to :math:`v` (default 0.2), scalar or per neuron.
-        - ``c``: after-spike reset of :math:`v` in mV (default -65), scalar or per neuron.
-        - ``d``: after-spike increment of :math:`u` (default 8), scalar or per neuron.
-        - ``dt``: Euler step in ms (default 1), :math:`> 0`.
-        - ``v_peak``: spike cut-off in mV (default 30).
-        - ``v_scale``: scale of the surrogate's argument in mV (default 30), :math:`> 0`.
-        - ``surrogate``: spike function (default ``FastSigmoid()``).
-        - ``detach_reset``: stop the gradient through the reset.
-        - ``train_parameters``: train :math:`a, b, c, d` (default frozen). ``dt``,
-          ``v_peak`` and ``v_scale`` are always frozen.
+        - `shape`: population size, `128` or `(8, 16)`.
+        - `a`: recovery rate (default 0.02), scalar or per neuron, $\\ge 0$.
+        - `b`: sensitivity of $u$ to $v$ (default 0.2), scalar or per neuron.
+        - `c`: after-spike reset of $v$ in mV (default -65), scalar or per neuron.
+        - `d`: after-spike increment of $u$ (default 8), scalar or per neuron.
+        - `dt`: Euler step in ms (default 1), $> 0$.
+        - `v_peak`: spike cut-off in mV (default 30).
+        - `v_scale`: scale of the surrogate's argument in mV (default 30), $> 0$.
+        - `surrogate`: spike function (default `FastSigmoid()`).
+        - `detach_reset`: stop the gradient through the reset.
+        - `train_parameters`: train $a, b, c, d$ (default frozen). `dt`,
+          `v_peak` and `v_scale` are always frozen.
         """
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)

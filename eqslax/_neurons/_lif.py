@@ -1,4 +1,4 @@
-"""Integrate-and-fire populations: ``IF``, ``LIF`` and the non-spiking readout ``LI``."""
+"""Integrate-and-fire populations: `IF`, `LIF` and the non-spiking readout `LI`."""
 
 from collections.abc import Sequence
 
@@ -18,21 +18,22 @@ from ._base import (
 
 
 class LIFState(eqx.Module):
-    """Membrane potential ``v`` carried between steps (post-reset when ``reset_decay``)."""
+    """Membrane potential `v` carried between steps (post-reset when `reset_decay`)."""
 
     v: Float[Array, "*neurons"]
 
 
 class LIF(AbstractSpikingPopulation):
-    r"""Leaky integrate-and-fire neuron, discrete time, no explicit ``dt``.
+    r"""Leaky integrate-and-fire neuron, discrete time, no explicit `dt`.
 
-    .. math::
-        v_t = \lambda u_{t-1} + I_t, \qquad s_t = H(v_t - \vartheta)
+    $$
+    v_t = \lambda u_{t-1} + I_t, \qquad s_t = H(v_t - \vartheta)
+    $$
 
-    followed by the reset of :class:`AbstractSpikingPopulation` (subtractive by default).
-    The input :math:`I_t` is not scaled by :math:`1-\lambda` (Slax, snnTorch). The decay
-    :math:`\lambda` is clipped to :math:`[0, 1]` when read, so training cannot make it
-    unstable. Output: spikes :math:`s_t \in \{0, 1\}`.
+    followed by the reset of `AbstractSpikingPopulation` (subtractive by default).
+    The input $I_t$ is not scaled by $1-\lambda$ (Slax, snnTorch). The decay
+    $\lambda$ is clipped to $[0, 1]$ when read, so training cannot make it
+    unstable. Output: spikes $s_t \in \{0, 1\}$.
     """
 
     shape: tuple[int, ...] = eqx.field(static=True)
@@ -59,15 +60,15 @@ class LIF(AbstractSpikingPopulation):
     ):
         """**Arguments:**
 
-        - ``shape``: population size, ``128`` or ``(8, 16)``.
-        - ``decay``: leak :math:`\\lambda \\in [0, 1]`, scalar or per neuron (default 0.9).
-        - ``threshold``: :math:`\\vartheta > 0`, scalar or per neuron (default 1).
-        - ``surrogate``: spike function (default ``FastSigmoid()``, slope 25).
-        - ``reset``: ``"subtract"``, ``"zero"`` or ``"none"``.
-        - ``detach_reset``: stop the gradient through the reset term.
-        - ``reset_decay``: decay the reset at the next step (Slax form, default) or not
+        - `shape`: population size, `128` or `(8, 16)`.
+        - `decay`: leak $\\lambda \\in [0, 1]$, scalar or per neuron (default 0.9).
+        - `threshold`: $\\vartheta > 0$, scalar or per neuron (default 1).
+        - `surrogate`: spike function (default `FastSigmoid()`, slope 25).
+        - `reset`: `"subtract"`, `"zero"` or `"none"`.
+        - `detach_reset`: stop the gradient through the reset term.
+        - `reset_decay`: decay the reset at the next step (Slax form, default) or not
           (snnTorch form).
-        - ``train_decay``, ``train_threshold``: make them trainable (default frozen).
+        - `train_decay`, `train_threshold`: make them trainable (default frozen).
         """
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
@@ -93,9 +94,11 @@ class LIF(AbstractSpikingPopulation):
 
 
 class IF(AbstractSpikingPopulation):
-    r"""Integrate-and-fire neuron: :class:`LIF` without leak (:math:`\lambda = 1`).
+    r"""Integrate-and-fire neuron: `LIF` without leak ($\lambda = 1$).
 
-    .. math:: v_t = u_{t-1} + I_t, \qquad s_t = H(v_t - \vartheta)
+    $$
+    v_t = u_{t-1} + I_t, \qquad s_t = H(v_t - \vartheta)
+    $$
     """
 
     shape: tuple[int, ...] = eqx.field(static=True)
@@ -117,7 +120,7 @@ class IF(AbstractSpikingPopulation):
         reset_decay: bool = True,
         train_threshold: bool = False,
     ):
-        """**Arguments:** as :class:`LIF`, without ``decay``."""
+        """**Arguments:** as `LIF`, without `decay`."""
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
         self.threshold = population_parameter(threshold, "threshold", self.shape, owner, 0)
@@ -140,9 +143,9 @@ class IF(AbstractSpikingPopulation):
 
 
 class LI(AbstractPopulation):
-    r"""Leaky integrator, the non-spiking readout: :math:`v_t = \lambda v_{t-1} + I_t`.
+    r"""Leaky integrator, the non-spiking readout: $v_t = \lambda v_{t-1} + I_t$.
 
-    Output: the membrane :math:`v_t` itself (use with max- or mean-over-time losses).
+    Output: the membrane $v_t$ itself (use with max- or mean-over-time losses).
     """
 
     shape: tuple[int, ...] = eqx.field(static=True)
@@ -156,7 +159,7 @@ class LI(AbstractPopulation):
         *,
         train_decay: bool = False,
     ):
-        """**Arguments:** ``shape``; ``decay`` :math:`\\lambda \\in [0, 1]`; ``train_decay``."""
+        """**Arguments:** `shape`; `decay` $\\lambda \\in [0, 1]$; `train_decay`."""
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
         self.decay = population_parameter(decay, "decay", self.shape, owner, 0, 1)

@@ -20,13 +20,13 @@ from ._base import (
 
 
 def _gate(weight_x: Array, weight_state: Array, bias: Array, x: Array, state: Array) -> Array:
-    """``sigmoid(W_x x + W_state state + bias)`` on the flattened population."""
+    """`sigmoid(W_x x + W_state state + bias)` on the flattened population."""
     pre = weight_x @ x.reshape(-1) + weight_state @ state.reshape(-1) + bias
     return jax.nn.sigmoid(pre).reshape(x.shape)
 
 
 class LTCState(eqx.Module):
-    """Carried membrane ``v``, the spikes ``s`` of the last step and the adaptation ``b``."""
+    """Carried membrane `v`, the spikes `s` of the last step and the adaptation `b`."""
 
     v: Float[Array, "*neurons"]
     s: Float[Array, "*neurons"]
@@ -40,37 +40,39 @@ class LTC(AbstractSpikingPopulation):
 
     The membrane and adaptation leaks are gates computed from the input and the state:
 
-    .. math::
-        \alpha_t = \mathrm{sigmoid}(W_{x\alpha} x_t + W_{v\alpha} v_{t-1} + b_\alpha),
-        \qquad \rho_t = \mathrm{sigmoid}(W_{x\rho} x_t + W_{b\rho} b_{t-1} + b_\rho)
+    $$
+    \alpha_t = \mathrm{sigmoid}(W_{x\alpha} x_t + W_{v\alpha} v_{t-1} + b_\alpha),
+    \qquad \rho_t = \mathrm{sigmoid}(W_{x\rho} x_t + W_{b\rho} b_{t-1} + b_\rho)
+    $$
 
-    .. math::
-        b_t = \rho_t b_{t-1} + (1 - \rho_t) s_{t-1}, \qquad
-        \theta_t = b_0 + \beta b_t, \qquad
-        v_t = \alpha_t v_{t-1} + (1 - \alpha_t) x_t, \qquad
-        s_t = H(v_t - \theta_t)
+    $$
+    b_t = \rho_t b_{t-1} + (1 - \rho_t) s_{t-1}, \qquad
+    \theta_t = b_0 + \beta b_t, \qquad
+    v_t = \alpha_t v_{t-1} + (1 - \alpha_t) x_t, \qquad
+    s_t = H(v_t - \theta_t)
+    $$
 
-    then the reset of :class:`AbstractSpikingPopulation` with the dynamic threshold:
-    :math:`v_t \leftarrow v_t (1 - R(s_t))` (``"zero"``, the paper's hard reset and the
-    default), :math:`v_t - \theta_t R(s_t)` (``"subtract"``) or none. The reset is always
-    applied in the same step, as in the paper (there is no ``reset_decay=False`` form).
+    then the reset of `AbstractSpikingPopulation` with the dynamic threshold:
+    $v_t \leftarrow v_t (1 - R(s_t))$ (`"zero"`, the paper's hard reset and the
+    default), $v_t - \theta_t R(s_t)$ (`"subtract"`) or none. The reset is always
+    applied in the same step, as in the paper (there is no `reset_decay=False` form).
 
-    ``x`` is the neuron's input current, so the output width equals the input width
-    (put an ``eqx.nn.Linear`` in front). Weights act on the flattened population. Fields:
-    :math:`W_{x\alpha}` ``input_membrane_weight``, :math:`W_{v\alpha}` ``membrane_weight``,
-    :math:`b_\alpha` ``membrane_bias``, :math:`W_{x\rho}` ``input_adaptation_weight``,
-    :math:`W_{b\rho}` ``adaptation_weight``, :math:`b_\rho` ``adaptation_bias``,
-    :math:`b_0` ``threshold``, :math:`\beta` ``adaptation`` (as in :class:`ALIF`).
-    The state starts at :math:`v = s = b = 0`.
+    `x` is the neuron's input current, so the output width equals the input width
+    (put an `eqx.nn.Linear` in front). Weights act on the flattened population. Fields:
+    $W_{x\alpha}$ `input_membrane_weight`, $W_{v\alpha}$ `membrane_weight`,
+    $b_\alpha$ `membrane_bias`, $W_{x\rho}$ `input_adaptation_weight`,
+    $W_{b\rho}$ `adaptation_weight`, $b_\rho$ `adaptation_bias`,
+    $b_0$ `threshold`, $\beta$ `adaptation` (as in `ALIF`).
+    The state starts at $v = s = b = 0$.
 
-    **Differences from Slax's ``LTC``.** Slax's later versions update the membrane with
-    :math:`(2\alpha - 1) v_{t-1} + (1 - \alpha) x_t`, a regression of the paper's
-    smoothing; this class uses the paper's :math:`\alpha v_{t-1} + (1 - \alpha) x_t`.
-    (Some public LTC-SNN code writes :math:`v + \alpha (x - v)`: the same model with
-    :math:`\alpha \mapsto 1 - \alpha`, i.e. with negated gate weights and bias.) Slax
+    **Differences from Slax's `LTC`.** Slax's later versions update the membrane with
+    $(2\alpha - 1) v_{t-1} + (1 - \alpha) x_t$, a regression of the paper's
+    smoothing; this class uses the paper's $\alpha v_{t-1} + (1 - \alpha) x_t$.
+    (Some public LTC-SNN code writes $v + \alpha (x - v)$: the same model with
+    $\alpha \mapsto 1 - \alpha$, i.e. with negated gate weights and bias.) Slax
     also draws a fresh Dense layer for each of its gate terms and crashes on a
     subtractive reset; here the gate weights are four named matrices and all three
-    resets work. Slax's optional gate terms on :math:`s_{t-1}` are not included.
+    resets work. Slax's optional gate terms on $s_{t-1}$ are not included.
     """
 
     elementwise: ClassVar[bool] = False  # the gates mix all units
@@ -104,17 +106,17 @@ class LTC(AbstractSpikingPopulation):
     ):
         """**Arguments:**
 
-        - ``shape``: population size, ``128`` or ``(8, 16)``; ``n`` is its product.
-        - ``threshold``: base threshold :math:`b_0 \\ge 0` (default 0.1, the paper's).
-        - ``adaptation``: :math:`\\beta \\ge 0`, scalar or per neuron (default 1.8).
-        - ``key``: draws the four ``(n, n)`` gate weights from
-          :math:`U(-1/\\sqrt{2n}, 1/\\sqrt{2n})`, the default of one Dense layer over
-          :math:`[x_t, v_{t-1}]` (resp. :math:`[x_t, b_{t-1}]`) as in the paper. The gate
-          biases start at zero, so :math:`\\alpha = \\rho = 1/2` at rest.
-        - ``surrogate``: spike function (default ``MultiGaussian()``, Yin et al.'s).
-        - ``reset``: ``"zero"`` (default), ``"subtract"`` or ``"none"``.
-        - ``detach_reset``: stop the gradient through the reset term.
-        - ``train_threshold``: train :math:`b_0` and :math:`\\beta` (default frozen). The
+        - `shape`: population size, `128` or `(8, 16)`; `n` is its product.
+        - `threshold`: base threshold $b_0 \\ge 0$ (default 0.1, the paper's).
+        - `adaptation`: $\\beta \\ge 0$, scalar or per neuron (default 1.8).
+        - `key`: draws the four `(n, n)` gate weights from
+          $U(-1/\\sqrt{2n}, 1/\\sqrt{2n})$, the default of one Dense layer over
+          $[x_t, v_{t-1}]$ (resp. $[x_t, b_{t-1}]$) as in the paper. The gate
+          biases start at zero, so $\\alpha = \\rho = 1/2$ at rest.
+        - `surrogate`: spike function (default `MultiGaussian()`, Yin et al.'s).
+        - `reset`: `"zero"` (default), `"subtract"` or `"none"`.
+        - `detach_reset`: stop the gradient through the reset term.
+        - `train_threshold`: train $b_0$ and $\\beta$ (default frozen). The
           gate weights and biases are always trainable.
         """
         owner = type(self).__name__

@@ -1,4 +1,4 @@
-"""``Recurrent``: any neuron with its own output fed back through a trainable matrix."""
+"""`Recurrent`: any neuron with its own output fed back through a trainable matrix."""
 
 import math
 from typing import ClassVar

@@ -20,25 +20,26 @@ from ._base import (
 
 
 class RLIFState(eqx.Module):
-    """Carried membrane ``v`` and the spikes ``s`` of the last step."""
+    """Carried membrane `v` and the spikes `s` of the last step."""
 
     v: Float[Array, "*neurons"]
     s: Float[Array, "*neurons"]
 
 
 class RLIF(AbstractSpikingPopulation):
-    r"""LIF with all-to-all recurrent weights :math:`W^{rec}` (flattened population).
+    r"""LIF with all-to-all recurrent weights $W^{rec}$ (flattened population).
 
-    .. math::
-        v_t = \lambda u_{t-1} + I_t + W^{rec} s_{t-1}, \qquad s_t = H(v_t - \vartheta)
+    $$
+    v_t = \lambda u_{t-1} + I_t + W^{rec} s_{t-1}, \qquad s_t = H(v_t - \vartheta)
+    $$
 
-    then the reset of :class:`AbstractSpikingPopulation`. Units are coupled, so
+    then the reset of `AbstractSpikingPopulation`. Units are coupled, so
     diagonal online rules (OSTL, OTTT) reject this neuron; RTRL handles it exactly.
 
-    This is the same model as ``Recurrent(LIF(...), weight=W)`` (the general composition,
+    This is the same model as `Recurrent(LIF(...), weight=W)` (the general composition,
     which also makes recurrent ALIF and CuBaLIF): equal outputs and gradients for equal
-    weights. It is kept as its own class because its flat state ``(v, s)`` and field
-    ``recurrent_weight`` are what existing code (e-prop, NeuroBench counts) reads.
+    weights. It is kept as its own class because its flat state `(v, s)` and field
+    `recurrent_weight` are what existing code (e-prop, NeuroBench counts) reads.
     """
 
     elementwise: ClassVar[bool] = False
@@ -67,8 +68,8 @@ class RLIF(AbstractSpikingPopulation):
         train_decay: bool = False,
         train_threshold: bool = False,
     ):
-        """**Arguments:** as :class:`LIF`, plus ``key`` to draw :math:`W^{rec}` from
-        :math:`U(-1/\\sqrt n, 1/\\sqrt n)` with a zero diagonal (no self-connections)."""
+        """**Arguments:** as `LIF`, plus `key` to draw $W^{rec}$ from
+        $U(-1/\\sqrt n, 1/\\sqrt n)$ with a zero diagonal (no self-connections)."""
         owner = type(self).__name__
         self.shape = shape_tuple(shape, "shape", owner)
         n = math.prod(self.shape)

@@ -1,8 +1,8 @@
 """The learning-rule interface: rules are transformations around a model.
 
 A rule turns a batch into a parameter gradient shaped like
-``eqslax.trainable(model)``; an optax optimiser turns that into updates applied with
-``eqx.apply_updates``. Rules never own the model or the optimiser.
+`eqslax.trainable(model)`; an optax optimiser turns that into updates applied with
+`eqx.apply_updates`. Rules never own the model or the optimiser.
 """
 
 import abc
@@ -18,18 +18,18 @@ from .._neurons import AbstractNeuron
 
 
 class Aux(eqx.Module):
-    """What a rule's ``update`` saw: the batch ``outputs`` (batch, time, *out) and the
-    batch-mean ``loss``."""
+    """What a rule's `update` saw: the batch `outputs` (batch, time, *out) and the
+    batch-mean `loss`."""
 
     outputs: Array
     loss: Array
 
 
 def check_batch(model, loss, xs, ys, owner: str, names=("xs", "ys")):
-    """Batch-major data: ``xs`` (batch, time, *in) floats with ``batch`` and ``time`` > 0,
-    and ``ys`` a target ``loss`` takes (:func:`check_targets`).
+    """Batch-major data: `xs` (batch, time, *in) floats with `batch` and `time` > 0,
+    and `ys` a target `loss` takes (`check_targets`).
 
-    Returns ``ys``, with a runtime check of the label range when it is traced; use it."""
+    Returns `ys`, with a runtime check of the label range when it is traced; use it."""
     if not isinstance(model, AbstractNeuron):
         raise TypeError(
             f"{owner}: `model` must be an eqslax neuron or Connect, got {type(model).__name__}."
@@ -57,11 +57,11 @@ def _target_shapes(loss, batch: int, time: int, out_shape) -> list[tuple[int, ..
 
 
 def check_targets(model, loss, batch_time, ys, owner: str, name: str = "ys"):
-    """``ys`` must be a target ``loss`` takes (``loss.targets``) for a batch of
-    ``batch_time = (batch, time)``: class labels ``(batch,)`` or ``(batch, time)`` in
-    ``0..n_classes-1`` (``n_classes`` = the model's output size), or real values
-    ``(batch, time, *model.out_shape)``. Host labels are checked here; traced ones get an
-    ``eqx.error_if``, so use the returned ``ys``."""
+    """`ys` must be a target `loss` takes (`loss.targets`) for a batch of
+    `batch_time = (batch, time)`: class labels `(batch,)` or `(batch, time)` in
+    `0..n_classes-1` (`n_classes` = the model's output size), or real values
+    `(batch, time, *model.out_shape)`. Host labels are checked here; traced ones get an
+    `eqx.error_if`, so use the returned `ys`."""
     spec, out_shape = loss.targets, tuple(model.out_shape)
     shapes = _target_shapes(loss, *batch_time, out_shape)
     what = "real-valued targets" if spec.kind == "value" else "integer class labels"
@@ -102,11 +102,11 @@ def check_targets(model, loss, batch_time, ys, owner: str, name: str = "ys"):
 class AbstractLearningRule(eqx.Module):
     """A way of computing parameter gradients for a spiking model.
 
-    - ``init(model) -> rule_state``: whatever the rule keeps across batches.
-    - ``update(model, rule_state, loss, xs, ys) -> (grads, rule_state, aux)``: the
-      gradient for one batch (``xs``: (batch, time, *in), ``ys``: (batch,)), shaped like
-      ``eqslax.trainable(model)``, ready for ``optimizer.update``.
-    - ``grad(model, loss, xs, ys) -> grads``: the gradient the rule produces for one
+    - `init(model) -> rule_state`: whatever the rule keeps across batches.
+    - `update(model, rule_state, loss, xs, ys) -> (grads, rule_state, aux)`: the
+      gradient for one batch (`xs`: (batch, time, *in), `ys`: (batch,)), shaped like
+      `eqslax.trainable(model)`, ready for `optimizer.update`.
+    - `grad(model, loss, xs, ys) -> grads`: the gradient the rule produces for one
       batch, summed over the sequence with parameter updates deferred to its end. This
       is what gradient comparisons and identity tests use.
     """

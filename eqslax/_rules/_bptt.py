@@ -20,13 +20,13 @@ from ._base import AbstractLearningRule, Aux
 
 def _unroll(model, xs, window: int | None, checkpoint: bool, state=None, schedule="step"):
     """Run one sample; return outputs (time, *out), every layer's outputs and the
-    final state (``state``: the state before the first step, default the model's).
+    final state (`state`: the state before the first step, default the model's).
 
-    With ``window`` k, the carried state is passed through ``stop_gradient`` before
+    With `window` k, the carried state is passed through `stop_gradient` before
     steps k, 2k, ...: gradients never cross a window boundary. The initial state is not
-    cut: when it depends on a parameter (``Izhikevich`` starts at ``v = c``), that path
-    belongs to the first window, as in BPTT. ``schedule`` (already resolved, see
-    ``simulate``) ``"layerwise"`` runs one layer at a time; it needs ``window=None``.
+    cut: when it depends on a parameter (`Izhikevich` starts at `v = c`), that path
+    belongs to the first window, as in BPTT. `schedule` (already resolved, see
+    `simulate`) `"layerwise"` runs one layer at a time; it needs `window=None`.
     """
     if state is None:
         state = initial_state(model, xs[0])
@@ -50,8 +50,8 @@ def _unroll(model, xs, window: int | None, checkpoint: bool, state=None, schedul
 def sequence_loss(
     model, loss: AbstractLoss, xs, ys, window=None, checkpoint=False, schedule="step"
 ):
-    """Batch-mean loss of a batch and the outputs (batch, time, *out); ``schedule`` as
-    in ``simulate`` (``"step"`` whenever ``window`` is given)."""
+    """Batch-mean loss of a batch and the outputs (batch, time, *out); `schedule` as
+    in `simulate` (`"step"` whenever `window` is given)."""
     schedule = "step" if window is not None else resolve_schedule(model, schedule, "BPTT")
 
     def one(x, y):
@@ -63,8 +63,8 @@ def sequence_loss(
 
 
 def segment_loss(model, loss: AbstractLoss, xs, ys, states, first=False):
-    """Batch-mean per-step loss of a segment started from (detached) batched ``states``;
-    returns ``(loss, (outputs, final_states))``. The ``first`` segment starts from the
+    """Batch-mean per-step loss of a segment started from (detached) batched `states`;
+    returns `(loss, (outputs, final_states))`. The `first` segment starts from the
     model's initial state instead, keeping its gradient path to the parameters."""
 
     def one(x, y, state):
@@ -93,13 +93,13 @@ def offline_gradient(model, loss, xs, ys, window=None, checkpoint=False, schedul
 
 class BPTT(AbstractLearningRule):
     r"""Backpropagation through time with surrogate gradients: the exact gradient
-    :math:`\nabla_\theta \mathcal L` of the unrolled computation, the reference every
-    other rule is compared with. Memory :math:`O(T)` activations per sample.
+    $\nabla_\theta \mathcal L$ of the unrolled computation, the reference every
+    other rule is compared with. Memory $O(T)$ activations per sample.
 
-    **Arguments:** ``checkpoint``: rematerialise each step in the backward pass
-    (``jax.checkpoint``), trading compute for memory. ``schedule``: ``"step"``
-    (default), ``"layerwise"`` or ``"auto"``, the order of the forward computation as in
-    ``simulate``; the gradient is the same for every schedule.
+    **Arguments:** `checkpoint`: rematerialise each step in the backward pass
+    (`jax.checkpoint`), trading compute for memory. `schedule`: `"step"`
+    (default), `"layerwise"` or `"auto"`, the order of the forward computation as in
+    `simulate`; the gradient is the same for every schedule.
     """
 
     checkpoint: bool = eqx.field(static=True, default=False)
@@ -120,15 +120,17 @@ class BPTT(AbstractLearningRule):
 
 
 class TruncatedBPTT(AbstractLearningRule):
-    r"""BPTT with the carried state detached every ``window`` steps (TBPTT(k, k)).
+    r"""BPTT with the carried state detached every `window` steps (TBPTT(k, k)).
 
-    .. math:: g = \sum_{w} \nabla_\theta \mathcal L_w\big|_{h_{wk}\ \text{constant}}
+    $$
+    g = \sum_{w} \nabla_\theta \mathcal L_w\big|_{h_{wk}\ \text{constant}}
+    $$
 
-    where :math:`\mathcal L_w` holds the loss terms of window :math:`w`. Needs a
-    per-step loss, since an accumulated loss spans every window. ``window = T`` is
-    exactly BPTT; ``window = 1`` keeps only the instantaneous gradient. The initial state
-    :math:`h_0(\theta)` is not a window boundary: its dependence on the parameters (e.g.
-    ``Izhikevich(train_parameters=True)`` starts at :math:`v_0 = c, u_0 = bc`) reaches
+    where $\mathcal L_w$ holds the loss terms of window $w$. Needs a
+    per-step loss, since an accumulated loss spans every window. `window = T` is
+    exactly BPTT; `window = 1` keeps only the instantaneous gradient. The initial state
+    $h_0(\theta)$ is not a window boundary: its dependence on the parameters (e.g.
+    `Izhikevich(train_parameters=True)` starts at $v_0 = c, u_0 = bc$) reaches
     the first window's gradient, as in BPTT and RTRL.
     """
 

@@ -37,8 +37,8 @@ FEEDBACK_MODES = ("symmetric", "random", "adaptive")
 
 
 class EPropState(eqx.Module):
-    """What e-prop keeps across batches: the feedback matrix :math:`B` (``None`` for
-    symmetric feedback) and, for adaptive feedback, the readout weight :math:`W^{out}`
+    """What e-prop keeps across batches: the feedback matrix $B$ (`None` for
+    symmetric feedback) and, for adaptive feedback, the readout weight $W^{out}$
     seen at the last update."""
 
     feedback: Float[Array, "hidden out"] | None
@@ -46,9 +46,9 @@ class EPropState(eqx.Module):
 
 
 class FilteredTraces(eqx.Module):
-    r"""Readout-filtered eligibility traces :math:`\bar e = \kappa \bar e + e` of one layer,
+    r"""Readout-filtered eligibility traces $\bar e = \kappa \bar e + e$ of one layer,
     one per parameter: input weight, bias, each trainable neuron leaf (per unit) and,
-    for an ``RLIF``, the recurrent weight."""
+    for an `RLIF`, the recurrent weight."""
 
     weight: Float[Array, "n n_in"]
     bias: Float[Array, " n"] | None
@@ -57,9 +57,9 @@ class FilteredTraces(eqx.Module):
 
 
 class EPropLayerTraces(eqx.Module):
-    r"""One hidden layer: eligibility vectors :math:`\epsilon = dh/d\theta` (``eligibility``
-    as in OSTL, ``recurrent`` ``(k, n, n)`` for an ``RLIF``'s recurrent weight) and the
-    filtered eligibility traces :math:`\bar e`."""
+    r"""One hidden layer: eligibility vectors $\epsilon = dh/d\theta$ (`eligibility`
+    as in OSTL, `recurrent` `(k, n, n)` for an `RLIF`'s recurrent weight) and the
+    filtered eligibility traces $\bar e$."""
 
     eligibility: LayerEligibility
     recurrent: Float[Array, "k n n"] | None
@@ -68,7 +68,7 @@ class EPropLayerTraces(eqx.Module):
 
 class EPropTraces(eqx.Module):
     """Per-sample traces: the hidden layers', the readout's exact eligibility and the
-    feedback matrix :math:`B` in use (``None`` for symmetric feedback)."""
+    feedback matrix $B$ in use (`None` for symmetric feedback)."""
 
     hidden: tuple[EPropLayerTraces, ...]
     readout: LayerEligibility
@@ -76,9 +76,9 @@ class EPropTraces(eqx.Module):
 
 
 def _rebuild(cls, module, **changes):
-    """``cls`` filled with ``module``'s fields (those ``cls`` declares) and ``changes``,
+    """`cls` filled with `module`'s fields (those `cls` declares) and `changes`,
     set field by field as Equinox itself unflattens a module: static fields such as
-    ``detach_reset`` cannot be replaced with ``eqx.tree_at``."""
+    `detach_reset` cannot be replaced with `eqx.tree_at`."""
     new = object.__new__(cls)
     for field in dataclasses.fields(cls):
         value = changes[field.name] if field.name in changes else getattr(module, field.name)
@@ -89,8 +89,8 @@ def _rebuild(cls, module, **changes):
 def eligibility_neuron(layer, reset_in_eligibility: bool):
     r"""The neuron whose per-unit Jacobian defines the eligibility vectors.
 
-    An ``RLIF`` becomes the ``LIF`` it is, with :math:`W^{rec} s_{t-1}` an input. Unless
-    ``reset_in_eligibility``, a spiking neuron's reset is detached (the paper neglects
+    An `RLIF` becomes the `LIF` it is, with $W^{rec} s_{t-1}$ an input. Unless
+    `reset_in_eligibility`, a spiking neuron's reset is detached (the paper neglects
     the reset's dependence on the membrane); forward values are unchanged.
     """
     if isinstance(layer, RLIF):
@@ -101,8 +101,8 @@ def eligibility_neuron(layer, reset_in_eligibility: bool):
 
 
 def eprop_pairs(model, reset_in_eligibility: bool, owner: str = "EProp"):
-    """``(pairs, views)``: the model's (Linear, neuron) pairs and the same pairs with
-    :func:`eligibility_neuron` views. The last pair must be the ``LI`` readout."""
+    """`(pairs, views)`: the model's (Linear, neuron) pairs and the same pairs with
+    `eligibility_neuron` views. The last pair must be the `LI` readout."""
     if isinstance(model, Connect):
         views_model = _rebuild(
             Connect,
@@ -130,7 +130,7 @@ def eprop_pairs(model, reset_in_eligibility: bool, owner: str = "EProp"):
 
 
 def _eligibility_state(pairs, state):
-    """The model state as the eligibility views see it (``RLIFState`` -> ``LIFState``)."""
+    """The model state as the eligibility views see it (`RLIFState` -> `LIFState`)."""
     layers = list(state.layers)
     for index, (_, neuron) in enumerate(pairs):
         if isinstance(neuron, RLIF):
@@ -143,7 +143,7 @@ def _filter(previous, current, kappa):
 
 
 def _hidden_layer(linear, neuron, view, traces: EPropLayerTraces, local, x, s_prev, signal, kappa):
-    """Advance one hidden layer's traces and return its gradient :math:`L_t \\odot \\bar e_t`."""
+    """Advance one hidden layer's traces and return its gradient $L_t \\odot \\bar e_t$."""
     # e-prop's eligibility trace e_t = dz_t/dθ from the vectors ε_{t-1} (for LIF,
     # ψ_t(λε_{t-1} + x_t)) is OSTL's output sensitivity of the layer.
     e = output_sensitivity(traces.eligibility, local, x)
@@ -194,51 +194,51 @@ def _hidden_layer(linear, neuron, view, traces: EPropLayerTraces, local, x, s_pr
 class EProp(AbstractOnlineRule):
     r"""e-prop: eligibility traces times a learning signal broadcast from the readout.
 
-    The network is ``Connect([Linear, neuron, ..., Linear, LI])``: hidden layers of
-    elementwise neurons (``LIF``, ``ALIF``, ...) or recurrent ``RLIF`` layers, then a
-    leaky readout :math:`y_t = \kappa y_{t-1} + W^{out} z_t + b^{out}` (``LI`` with one
-    scalar decay :math:`\kappa`). For hidden unit :math:`j` and input :math:`i`:
+    The network is `Connect([Linear, neuron, ..., Linear, LI])`: hidden layers of
+    elementwise neurons (`LIF`, `ALIF`, ...) or recurrent `RLIF` layers, then a
+    leaky readout $y_t = \kappa y_{t-1} + W^{out} z_t + b^{out}$ (`LI` with one
+    scalar decay $\kappa$). For hidden unit $j$ and input $i$:
 
-    - eligibility vector :math:`\epsilon_t = \frac{\partial h_t}{\partial h_{t-1}}
-      \epsilon_{t-1} + \frac{\partial h_t}{\partial W}`, with the reset's dependence on
+    - eligibility vector $\epsilon_t = \frac{\partial h_t}{\partial h_{t-1}}
+      \epsilon_{t-1} + \frac{\partial h_t}{\partial W}$, with the reset's dependence on
       the membrane neglected by default (reset detached). For LIF,
-      :math:`\epsilon_{ji,t} = \lambda\epsilon_{ji,t-1} + x_{i,t}`; for ALIF (threshold
-      :math:`\vartheta + \beta a`), :math:`\epsilon^a_{t+1} = \psi_t\epsilon^v_t +
-      (\rho - \psi_t\beta)\epsilon^a_t`. For an ``RLIF`` the recurrent weight's
-      presynaptic input is :math:`z_{i,t-1}`.
-    - eligibility trace :math:`e_{ji,t} = dz_{j,t}/dW_{ji}` (LIF: :math:`\psi_{j,t}
-      \epsilon_{ji,t}`; ALIF: :math:`\psi_{j,t}(\epsilon^v_{ji,t} - \beta\epsilon^a_{ji,t})`),
-      filtered by the readout leak: :math:`\bar e_t = \kappa\bar e_{t-1} + e_t`.
-    - learning signal :math:`L_{j,t} = \sum_k B_{jk}\,\partial\ell_t/\partial y_{k,t}`
-      (MSE: :math:`B(y_t - y^*_t)`; cross-entropy: :math:`B(\pi_t - \pi^*_t)`), and
-      :math:`\nabla_{W_{ji}}\ell_t \approx L_{j,t}\bar e_{ji,t}`.
+      $\epsilon_{ji,t} = \lambda\epsilon_{ji,t-1} + x_{i,t}$; for ALIF (threshold
+      $\vartheta + \beta a$), $\epsilon^a_{t+1} = \psi_t\epsilon^v_t +
+      (\rho - \psi_t\beta)\epsilon^a_t$. For an `RLIF` the recurrent weight's
+      presynaptic input is $z_{i,t-1}$.
+    - eligibility trace $e_{ji,t} = dz_{j,t}/dW_{ji}$ (LIF: $\psi_{j,t}
+      \epsilon_{ji,t}$; ALIF: $\psi_{j,t}(\epsilon^v_{ji,t} - \beta\epsilon^a_{ji,t})$),
+      filtered by the readout leak: $\bar e_t = \kappa\bar e_{t-1} + e_t$.
+    - learning signal $L_{j,t} = \sum_k B_{jk}\,\partial\ell_t/\partial y_{k,t}$
+      (MSE: $B(y_t - y^*_t)$; cross-entropy: $B(\pi_t - \pi^*_t)$), and
+      $\nabla_{W_{ji}}\ell_t \approx L_{j,t}\bar e_{ji,t}$.
 
     Biases and trainable neuron parameters follow the same recursion per unit. The
     readout's parameters get their exact gradient
-    :math:`\partial\ell_t/\partial y_t \otimes \bar z_t`. Below the top hidden layer the
+    $\partial\ell_t/\partial y_t \otimes \bar z_t$. Below the top hidden layer the
     signal is backpropagated through the layer above at the same step,
-    :math:`L^{l-1}_t = W^{l\top}(L^l_t \odot \partial z^l_t/\partial I^l_t)` (an extension:
+    $L^{l-1}_t = W^{l\top}(L^l_t \odot \partial z^l_t/\partial I^l_t)$ (an extension:
     the paper has one recurrent layer).
 
-    Feedback :math:`B` (``feedback``):
+    Feedback $B$ (`feedback`):
 
-    - ``"symmetric"``: :math:`B = W^{out\top}`, the current readout weights.
-    - ``"random"``: fixed :math:`B_{jk} \sim \mathcal N(0, 1/n_{hidden})` drawn from
-      ``key``; ``init(model)`` returns it as the rule state.
-    - ``"adaptive"`` (Kolen-Pollack style): :math:`B` starts random and receives every
-      change of :math:`W^{out}` the optimiser makes, measured between updates, with a
-      decay of the mismatch, :math:`B \leftarrow B + \Delta W^{out\top} - \mu(B -
-      W^{out\top}_{old})`, so :math:`B - W^{out\top}` shrinks by :math:`1 - \mu` per
-      update. It needs the rule state between updates: use it with ``train_offline`` or
-      ``train_online_deferred`` (``train_online`` raises).
+    - `"symmetric"`: $B = W^{out\top}$, the current readout weights.
+    - `"random"`: fixed $B_{jk} \sim \mathcal N(0, 1/n_{hidden})$ drawn from
+      `key`; `init(model)` returns it as the rule state.
+    - `"adaptive"` (Kolen-Pollack style): $B$ starts random and receives every
+      change of $W^{out}$ the optimiser makes, measured between updates, with a
+      decay of the mismatch, $B \leftarrow B + \Delta W^{out\top} - \mu(B -
+      W^{out\top}_{old})$, so $B - W^{out\top}$ shrinks by $1 - \mu$ per
+      update. It needs the rule state between updates: use it with `train_offline` or
+      `train_online_deferred` (`train_online` raises).
 
-    What it approximates: :math:`dE/dz_{j,t}` by its direct part, dropping paths through
+    What it approximates: $dE/dz_{j,t}$ by its direct part, dropping paths through
     later network activity (recurrent weights, layers above). **Exact** (equal to BPTT)
-    for one feed-forward hidden layer, or an ``RLIF`` with zero recurrent weights, with
+    for one feed-forward hidden layer, or an `RLIF` with zero recurrent weights, with
     the leaky readout, symmetric feedback and a per-step loss, when the BPTT model
-    detaches the reset (``detach_reset=True``) or the rule keeps it
-    (``reset_in_eligibility=True``). Memory per sample and layer: :math:`O(k\,n\,n_{in})`
-    eligibility vectors plus :math:`O(n\,n_{in})` filtered traces.
+    detaches the reset (`detach_reset=True`) or the rule keeps it
+    (`reset_in_eligibility=True`). Memory per sample and layer: $O(k\,n\,n_{in})$
+    eligibility vectors plus $O(n\,n_{in})$ filtered traces.
     """
 
     feedback: str = eqx.field(static=True)
@@ -256,11 +256,11 @@ class EProp(AbstractOnlineRule):
     ):
         """**Arguments:**
 
-        - ``feedback``: ``"symmetric"`` (default), ``"random"`` or ``"adaptive"``.
-        - ``key``: PRNG key for the random :math:`B`; required unless symmetric.
-        - ``feedback_decay``: :math:`\\mu \\in [0, 1]`, the mismatch decay of adaptive
-          feedback (default 0: :math:`B - W^{out\\top}` stays fixed).
-        - ``reset_in_eligibility``: keep the neuron's reset derivative in the eligibility
+        - `feedback`: `"symmetric"` (default), `"random"` or `"adaptive"`.
+        - `key`: PRNG key for the random $B$; required unless symmetric.
+        - `feedback_decay`: $\\mu \\in [0, 1]$, the mismatch decay of adaptive
+          feedback (default 0: $B - W^{out\\top}$ stays fixed).
+        - `reset_in_eligibility`: keep the neuron's reset derivative in the eligibility
           vectors (the full per-unit Jacobian) instead of the paper's reset-free one.
         """
         self.feedback = check_choice(feedback, "feedback", FEEDBACK_MODES, "EProp")
@@ -276,7 +276,7 @@ class EProp(AbstractOnlineRule):
         self.reset_in_eligibility = bool(reset_in_eligibility)
 
     def random_feedback(self, model: AbstractNeuron) -> Float[Array, "hidden out"]:
-        """The random feedback matrix drawn from ``key`` for ``model``'s readout."""
+        """The random feedback matrix drawn from `key` for `model`'s readout."""
         pairs, _ = eprop_pairs(model, self.reset_in_eligibility)
         weight = pairs[-1][0].weight
         n_hidden, n_out = weight.shape[1], weight.shape[0]
@@ -369,7 +369,7 @@ class EProp(AbstractOnlineRule):
         return state, traces, grads, y, value
 
     def advance_feedback(self, model: AbstractNeuron, rule_state: EPropState) -> EPropState:
-        r"""Adaptive feedback: :math:`B + \Delta W^{out\top} - \mu(B - W^{out\top}_{old})`."""
+        r"""Adaptive feedback: $B + \Delta W^{out\top} - \mu(B - W^{out\top}_{old})$."""
         if self.feedback != "adaptive":
             return rule_state
         pairs, _ = eprop_pairs(model, self.reset_in_eligibility)

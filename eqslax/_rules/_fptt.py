@@ -18,42 +18,45 @@ from ._online import AbstractOnlineRule, check_per_step
 
 
 class FPTTState(eqx.Module):
-    r"""FPTT's memory of past gradients :math:`\lambda` and running average
-    :math:`\bar W`, both shaped like the trainable parameters."""
+    r"""FPTT's memory of past gradients $\lambda$ and running average
+    $\bar W$, both shaped like the trainable parameters."""
 
     multiplier: PyTree
     average: PyTree
 
 
 class FPTT(eqx.Module):
-    r"""FPTT's hyperparameters; train with :func:`train_fptt`.
+    r"""FPTT's hyperparameters; train with `train_fptt`.
 
-    The sequence is cut into ``segments`` :math:`K` of equal length. At segment
-    :math:`t` the carried state is detached (the first segment starts from the initial
-    state as a function of the parameters, as BPTT does), the segment loss :math:`\ell_t(W)` (the
+    The sequence is cut into `segments` $K$ of equal length. At segment
+    $t$ the carried state is detached (the first segment starts from the initial
+    state as a function of the parameters, as BPTT does), the segment loss $\ell_t(W)$ (the
     per-step loss averaged over the segment's steps and the batch) is augmented by the
     dynamic regulariser whose gradient is
 
-    .. math:: \nabla R_t = \alpha (W - \bar W_t) - c\,\lambda_t
+    $$
+    \nabla R_t = \alpha (W - \bar W_t) - c\,\lambda_t
+    $$
 
-    and the optimiser takes one step to :math:`W_{t+1}`. Then, with the *post-update*
+    and the optimiser takes one step to $W_{t+1}$. Then, with the *post-update*
     parameters (as in the paper, unlike Slax),
 
-    .. math::
-        \lambda_{t+1} = \lambda_t - \alpha (W_{t+1} - \bar W_t), \qquad
-        \bar W_{t+1} = \tfrac12(\bar W_t + W_{t+1}) - \tfrac{1}{2\alpha}\lambda_{t+1}
+    $$
+    \lambda_{t+1} = \lambda_t - \alpha (W_{t+1} - \bar W_t), \qquad
+    \bar W_{t+1} = \tfrac12(\bar W_t + W_{t+1}) - \tfrac{1}{2\alpha}\lambda_{t+1}
+    $$
 
     **Arguments:**
 
-    - ``segments``: :math:`K`; ``K = T`` is fully online (one-step truncation).
-    - ``alpha``: :math:`\alpha` (default 0.5, Slax; the authors' code uses 0.1).
-    - ``multiplier_coefficient``: :math:`c`. The paper's regulariser
-      :math:`\frac\alpha2\lVert W - \bar W - \frac{\lambda}{2\alpha}\rVert^2` gives
-      :math:`c = 1/2` (default); the authors' code (:math:`-\langle W,\lambda\rangle +
-      \frac\alpha2\lVert W-\bar W\rVert^2`) gives :math:`c = 1`.
-    - ``rule``: ``None`` for BPTT within each segment, or an online rule whose traces
+    - `segments`: $K$; `K = T` is fully online (one-step truncation).
+    - `alpha`: $\alpha$ (default 0.5, Slax; the authors' code uses 0.1).
+    - `multiplier_coefficient`: $c$. The paper's regulariser
+      $\frac\alpha2\lVert W - \bar W - \frac{\lambda}{2\alpha}\rVert^2$ gives
+      $c = 1/2$ (default); the authors' code ($-\langle W,\lambda\rangle +
+      \frac\alpha2\lVert W-\bar W\rVert^2$) gives $c = 1$.
+    - `rule`: `None` for BPTT within each segment, or an online rule whose traces
       carry across segments while its summed step gradients replace the segment BPTT.
-    - ``reset_each_batch``: restart :math:`\lambda = 0`, :math:`\bar W = W` at every batch
+    - `reset_each_batch`: restart $\lambda = 0$, $\bar W = W$ at every batch
       (Slax) instead of keeping them across batches (the authors' code, default).
     """
 
@@ -98,8 +101,8 @@ class FPTT(eqx.Module):
 
 
 class FPTTStep(AbstractTrainStep):
-    """A training step ``(model, state, xs, ys) -> (model, state, outputs, loss)`` that
-    takes one FPTT update per segment. Built by :func:`train_fptt`."""
+    """A training step `(model, state, xs, ys) -> (model, state, outputs, loss)` that
+    takes one FPTT update per segment. Built by `train_fptt`."""
 
     fptt: FPTT
     loss: AbstractLoss
@@ -122,7 +125,7 @@ class FPTTStep(AbstractTrainStep):
 def _segment_gradient(fptt, loss, model, params, static, carry_states, traces, xs, ys, first):
     """Gradient of one segment's loss, its outputs, and the carried states/traces.
 
-    The ``first`` segment starts from the initial state as a function of the parameters.
+    The `first` segment starts from the initial state as a function of the parameters.
     """
     if fptt.rule is None:
 
@@ -153,7 +156,7 @@ def _segment_gradient(fptt, loss, model, params, static, carry_states, traces, x
 
 
 def _segments(array, segments: int):
-    """``(batch, time, ...)`` to ``(segments, batch, time / segments, ...)``."""
+    """`(batch, time, ...)` to `(segments, batch, time / segments, ...)`."""
     batch, steps = array.shape[:2]
     cut = array.reshape(batch, segments, steps // segments, *array.shape[2:])
     return jnp.moveaxis(cut, 1, 0)
@@ -205,7 +208,7 @@ def train_fptt(
     loss: AbstractLoss,
     optimizer: optax.GradientTransformation,
 ) -> FPTTStep:
-    """A jitted FPTT training step with the usual signature; see :class:`FPTT`."""
+    """A jitted FPTT training step with the usual signature; see `FPTT`."""
     check_model(model, "train_fptt")
     check_optimizer(optimizer, "train_fptt")
     if not isinstance(fptt, FPTT):

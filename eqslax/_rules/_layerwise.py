@@ -1,18 +1,20 @@
 """Shared machinery of the layer-local online rules (OSTL, OTTT, OTPE, e-prop).
 
-These rules see a network as a stack of layers :math:`l`, each an affine map followed
-by an elementwise neuron with :math:`k` state variables per unit:
+These rules see a network as a stack of layers $l$, each an affine map followed
+by an elementwise neuron with $k$ state variables per unit:
 
-.. math:: I^l_t = W^l y^{l-1}_t + b^l, \\qquad (h^l_t, y^l_t) = N^l(h^l_{t-1}, I^l_t)
+$$
+I^l_t = W^l y^{l-1}_t + b^l, \\qquad (h^l_t, y^l_t) = N^l(h^l_{t-1}, I^l_t)
+$$
 
-At each step, every rule needs only per-unit local derivatives of :math:`N^l`, which
+At each step, every rule needs only per-unit local derivatives of $N^l$, which
 forward-mode JVPs with all-ones tangents deliver without building any Jacobian across
-units (the neuron is elementwise, so unit :math:`i` only sees its own entries):
+units (the neuron is elementwise, so unit $i$ only sees its own entries):
 
-- ``J[k, m, i]`` :math:`= \\partial h_{k,i,t} / \\partial h_{m,i,t-1}` (state Jacobian),
-- ``h_input[k, i]`` :math:`= \\partial h_{k,i,t} / \\partial I_i`, ``y_input[i]`` likewise for
-  :math:`y`, ``y_state[m, i]`` :math:`= \\partial y_i / \\partial h_{m,i,t-1}`,
-- for each trainable neuron parameter leaf :math:`\\nu`: ``h_param`` and ``y_param``.
+- `J[k, m, i]` $= \\partial h_{k,i,t} / \\partial h_{m,i,t-1}$ (state Jacobian),
+- `h_input[k, i]` $= \\partial h_{k,i,t} / \\partial I_i$, `y_input[i]` likewise for
+  $y$, `y_state[m, i]` $= \\partial y_i / \\partial h_{m,i,t-1}$,
+- for each trainable neuron parameter leaf $\\nu$: `h_param` and `y_param`.
 """
 
 import math
@@ -40,7 +42,7 @@ class Local(eqx.Module):
 
 
 def check_layers(model, owner: str) -> tuple[tuple[eqx.nn.Linear, AbstractNeuron], ...]:
-    """``Connect([Linear, neuron, Linear, neuron, ...])`` without edges, else an error
+    """`Connect([Linear, neuron, Linear, neuron, ...])` without edges, else an error
     naming the first layer the rule cannot handle."""
     layers = model.layers if isinstance(model, Connect) else None
     if layers is None:
@@ -107,12 +109,12 @@ def float_dtype(state):
 
 
 def stack_state(state) -> Array:
-    """The differentiable leaves of a state stacked into one ``(k, n)`` array."""
+    """The differentiable leaves of a state stacked into one `(k, n)` array."""
     return jnp.stack([leaf.reshape(-1) for leaf in float_leaves(state)])
 
 
 def neuron_step(neuron: AbstractNeuron, state, current: Array):
-    """One neuron step plus its :class:`Local` derivatives.
+    """One neuron step plus its `Local` derivatives.
 
     Only the inexact state leaves enter the derivatives; integer or boolean leaves are
     held constant and come back with their own dtype."""
@@ -157,7 +159,7 @@ def neuron_step(neuron: AbstractNeuron, state, current: Array):
 
 
 def reduce_to(values: Array, shape: tuple[int, ...]) -> Array:
-    """Sum a per-unit ``(n,)`` quantity down to a parameter of broadcast ``shape``."""
+    """Sum a per-unit `(n,)` quantity down to a parameter of broadcast `shape`."""
     if values.shape == tuple(shape):
         return values
     if math.prod(shape) == 1:
@@ -167,21 +169,21 @@ def reduce_to(values: Array, shape: tuple[int, ...]) -> Array:
 
 def passback(linear: eqx.nn.Linear, local: Local, signal: Array) -> Array:
     """Spatial backpropagation to the layer below:
-    :math:`W^\\top(g \\odot \\partial y/\\partial I)`."""
+    $W^\\top(g \\odot \\partial y/\\partial I)$."""
     return linear.weight.T @ (signal * local.y_input)
 
 
 def set_layer_grads(grads, index: int, linear_grad, neuron_grad):
-    """Write one (Linear, neuron) pair's gradients into a tree like ``trainable(model)``."""
+    """Write one (Linear, neuron) pair's gradients into a tree like `trainable(model)`."""
     grads = eqx.tree_at(lambda g: g.layers[2 * index], grads, linear_grad)
     return eqx.tree_at(lambda g: g.layers[2 * index + 1], grads, neuron_grad)
 
 
 def factored_gradient(linear, neuron, post: Array, pre: Array, bias, neuron_terms):
-    r"""Gradients of one layer from a postsynaptic factor ``post`` ``(n,)``: weight
-    :math:`\text{post} \otimes \text{pre}` (``pre`` is ``(n_in,)`` or ``(n, n_in)``), bias
-    :math:`\text{post} \odot` ``bias`` (a trace, or ``None`` for the untraced
-    :math:`\text{post}`), neuron parameters from their per-unit ``(n,)`` terms."""
+    r"""Gradients of one layer from a postsynaptic factor `post` `(n,)`: weight
+    $\text{post} \otimes \text{pre}$ (`pre` is `(n_in,)` or `(n, n_in)`), bias
+    $\text{post} \odot$ `bias` (a trace, or `None` for the untraced
+    $\text{post}$), neuron parameters from their per-unit `(n,)` terms."""
     linear_grad = eqx.tree_at(lambda m: m.weight, trainable(linear), post[:, None] * pre)
     if linear.bias is not None:
         bias_grad = post if bias is None else post * bias

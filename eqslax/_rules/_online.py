@@ -1,14 +1,14 @@
 """Online learning rules: per-step gradients from forward-in-time traces.
 
 An online rule advances the model one step together with its own traces (eligibility
-traces, influence matrices), a typed record threaded through the ``lax.scan`` next to
+traces, influence matrices), a typed record threaded through the `lax.scan` next to
 the model state, and returns the gradient of the current step's loss term
-:math:`\\nabla_\\theta \\ell(y_t, c)` as the rule estimates it. The traces are updated
+$\\nabla_\\theta \\ell(y_t, c)$ as the rule estimates it. The traces are updated
 on every step whether or not a gradient is used.
 
-Its ``update``/``grad`` defer parameter updates to the end of the sequence: they sum
-the step gradients, divide by :math:`T` and average over the batch, matching the
-per-step loss :math:`\\mathcal L` of :class:`eqslax.PerStep` (deferred training).
+Its `update`/`grad` defer parameter updates to the end of the sequence: they sum
+the step gradients, divide by $T$ and average over the batch, matching the
+per-step loss $\\mathcal L$ of `eqslax.PerStep` (deferred training).
 """
 
 import abc
@@ -35,11 +35,11 @@ def check_per_step(loss: AbstractLoss, owner: str) -> None:
 
 
 class AbstractOnlineRule(AbstractLearningRule):
-    """A rule that learns forward in time. Concrete rules define ``init_traces`` and
-    ``step``; deferred ``update`` and ``grad`` come from here.
+    """A rule that learns forward in time. Concrete rules define `init_traces` and
+    `step`; deferred `update` and `grad` come from here.
 
-    ``sum_batch_each_step``: how the deferred gradient is accumulated. ``False`` keeps one
-    running sum per sample (vmap over samples of a scan over time); ``True`` scans over
+    `sum_batch_each_step`: how the deferred gradient is accumulated. `False` keeps one
+    running sum per sample (vmap over samples of a scan over time); `True` scans over
     time and adds the batch sum of the step gradients to a single accumulator, which is
     faster for rules with small traces (OTTT, ApproxOTPE). The result is the same.
     """
@@ -48,7 +48,7 @@ class AbstractOnlineRule(AbstractLearningRule):
 
     @abc.abstractmethod
     def init_traces(self, model: AbstractNeuron, state: PyTree) -> PyTree:
-        """Traces before the first step of a sample (``state`` is the model's)."""
+        """Traces before the first step of a sample (`state` is the model's)."""
 
     @abc.abstractmethod
     def step(
@@ -60,10 +60,10 @@ class AbstractOnlineRule(AbstractLearningRule):
         label: Array,
         loss: AbstractLoss,
     ) -> tuple[PyTree, PyTree, PyTree, Array, Array]:
-        """One step of one sample: ``(state, traces, grads, output, step_loss)``.
+        """One step of one sample: `(state, traces, grads, output, step_loss)`.
 
-        ``grads`` is the rule's estimate of :math:`\\nabla_\\theta \\ell(y_t, c)`, shaped
-        like ``eqslax.trainable(model)``.
+        `grads` is the rule's estimate of $\\nabla_\\theta \\ell(y_t, c)$, shaped
+        like `eqslax.trainable(model)`.
         """
 
     def start(self, model: AbstractNeuron, x0: Array) -> tuple[PyTree, PyTree]:

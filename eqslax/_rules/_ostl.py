@@ -21,8 +21,8 @@ from ._online import AbstractOnlineRule
 
 
 class LayerEligibility(eqx.Module):
-    """Eligibility of one layer: :math:`E^W = dh/dW` ``(k, n, n_in)``, :math:`E^b`
-    ``(k, n)`` and one ``(k, n)`` array per trainable neuron parameter."""
+    """Eligibility of one layer: $E^W = dh/dW$ `(k, n, n_in)`, $E^b$
+    `(k, n)` and one `(k, n)` array per trainable neuron parameter."""
 
     weight: Float[Array, "k n n_in"]
     bias: Float[Array, "k n"] | None
@@ -30,7 +30,7 @@ class LayerEligibility(eqx.Module):
 
 
 class OSTLTraces(eqx.Module):
-    """OSTL's traces: one :class:`LayerEligibility` per (Linear, neuron) pair."""
+    """OSTL's traces: one `LayerEligibility` per (Linear, neuron) pair."""
 
     layers: tuple[LayerEligibility, ...]
 
@@ -64,8 +64,8 @@ def forward_layers(pairs, state, x):
 
 
 class LayerSensitivity(eqx.Module):
-    r"""Per-unit :math:`dy_t/d\theta` of one layer (or its leaky sum :math:`\hat R`):
-    ``weight`` ``(n, n_in)``, ``bias`` ``(n,)`` and one ``(n,)`` array per trainable
+    r"""Per-unit $dy_t/d\theta$ of one layer (or its leaky sum $\hat R$):
+    `weight` `(n, n_in)`, `bias` `(n,)` and one `(n,)` array per trainable
     neuron parameter (summed to the parameter's shape only after the signal is applied)."""
 
     weight: Float[Array, "n n_in"]
@@ -74,8 +74,8 @@ class LayerSensitivity(eqx.Module):
 
 
 def output_sensitivity(trace: LayerEligibility, local, x) -> LayerSensitivity:
-    r""":math:`dy_t/d\theta = \frac{\partial y_t}{\partial h_{t-1}} E_{t-1}
-    + \frac{\partial y_t}{\partial\theta}` per unit, before any learning signal.
+    r"""$dy_t/d\theta = \frac{\partial y_t}{\partial h_{t-1}} E_{t-1}
+    + \frac{\partial y_t}{\partial\theta}$ per unit, before any learning signal.
 
     OSTL contracts it with the learning signal at once; OTPE filters it over time first."""
     weight = jnp.einsum("mi,mij->ij", local.y_state, trace.weight) + local.y_input[:, None] * x
@@ -90,7 +90,7 @@ def output_sensitivity(trace: LayerEligibility, local, x) -> LayerSensitivity:
 
 
 def layer_gradient(linear, neuron, trace: LayerEligibility, local, x, signal):
-    r"""``signal`` :math:`\cdot\, dy/d\theta` with :math:`dy/d\theta` from the eligibility
+    r"""`signal` $\cdot\, dy/d\theta$ with $dy/d\theta$ from the eligibility
     of the last step and the direct terms of this one."""
     sensitivity = output_sensitivity(trace, local, x)
     return factored_gradient(
@@ -104,7 +104,7 @@ def layer_gradient(linear, neuron, trace: LayerEligibility, local, x, signal):
 
 
 def advance_eligibility(trace: LayerEligibility, local, x) -> LayerEligibility:
-    r""":math:`E_t = J_t E_{t-1} + \partial h_t/\partial\theta` for every parameter."""
+    r"""$E_t = J_t E_{t-1} + \partial h_t/\partial\theta$ for every parameter."""
     weight = jnp.einsum("kmi,mij->kij", local.J, trace.weight) + local.h_input[:, :, None] * x
     bias = None
     if trace.bias is not None:
@@ -119,22 +119,24 @@ def advance_eligibility(trace: LayerEligibility, local, x) -> LayerEligibility:
 class OSTL(AbstractOnlineRule):
     r"""OSTL: exact per-layer eligibility, spatial learning signal.
 
-    For each layer :math:`l` (an ``eqx.nn.Linear`` then an elementwise neuron with any
-    number of state variables), the eligibility :math:`E^l_t = dh^l_t/d\theta^l` follows
-    the diagonal RTRL recursion :math:`E_t = J_t E_{t-1} + \partial h_t/\partial\theta`
-    (:math:`J_t` is block diagonal, one :math:`k\times k` block per unit). The learning
-    signal :math:`g^l_t = \partial\ell_t/\partial y^l_t` is backpropagated through the
-    layers above at the same step only, :math:`g^{l-1}_t = W^{l\top}(g^l_t \odot
-    \partial y^l_t/\partial I^l_t)`, and
+    For each layer $l$ (an `eqx.nn.Linear` then an elementwise neuron with any
+    number of state variables), the eligibility $E^l_t = dh^l_t/d\theta^l$ follows
+    the diagonal RTRL recursion $E_t = J_t E_{t-1} + \partial h_t/\partial\theta$
+    ($J_t$ is block diagonal, one $k\times k$ block per unit). The learning
+    signal $g^l_t = \partial\ell_t/\partial y^l_t$ is backpropagated through the
+    layers above at the same step only, $g^{l-1}_t = W^{l\top}(g^l_t \odot
+    \partial y^l_t/\partial I^l_t)$, and
 
-    .. math:: \nabla_{\theta^l}\ell_t \approx g^l_t\Big(\frac{\partial y^l_t}{\partial h^l_{t-1}}
-              E^l_{t-1} + \frac{\partial y^l_t}{\partial \theta^l}\Big)
+    $$
+    \nabla_{\theta^l}\ell_t \approx g^l_t\Big(\frac{\partial y^l_t}{\partial h^l_{t-1}}
+    E^l_{t-1} + \frac{\partial y^l_t}{\partial \theta^l}\Big)
+    $$
 
     It drops temporal paths across layers. Exact (equal to BPTT) for a single layer,
     for the last layer of any feed-forward stack, and for every layer when the layers
-    above the first are memoryless. Memory :math:`O(k\, n_{in} n)` per layer and sample.
-    Layers it cannot handle (recurrent ``cat`` edges, coupled neurons such as ``RLIF``,
-    non-``Linear`` maps) raise an error naming the layer.
+    above the first are memoryless. Memory $O(k\, n_{in} n)$ per layer and sample.
+    Layers it cannot handle (recurrent `cat` edges, coupled neurons such as `RLIF`,
+    non-`Linear` maps) raise an error naming the layer.
     """
 
     def init_traces(self, model, state):

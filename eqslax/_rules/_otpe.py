@@ -42,8 +42,8 @@ from ._ottt import (
 
 
 def split_readout(model, owner: str):
-    """``(pairs, readout)``: the (Linear, neuron) pairs and an optional trailing ``LI``
-    readout :math:`o_t = \\kappa o_{t-1} + s^L_t` (the "front" form, F-OTPE)."""
+    """`(pairs, readout)`: the (Linear, neuron) pairs and an optional trailing `LI`
+    readout $o_t = \\kappa o_{t-1} + s^L_t$ (the "front" form, F-OTPE)."""
     layers = model.layers if isinstance(model, Connect) else ()
     if len(layers) % 2 == 1 and len(layers) > 1 and isinstance(layers[-1], LI):
         readout = layers[-1]
@@ -59,13 +59,13 @@ def split_readout(model, owner: str):
 
 
 def postsynaptic_leaks(pairs, readout, override, owner: str, dtype) -> list[Array]:
-    r"""The leak :math:`\lambda_{l+1}` of the population that receives each layer's output.
+    r"""The leak $\lambda_{l+1}$ of the population that receives each layer's output.
 
-    A hidden layer's estimate :math:`\hat R^l` has one row per unit of layer :math:`l`, so
+    A hidden layer's estimate $\hat R^l$ has one row per unit of layer $l$, so
     it takes one leak for the next layer: the mean of its per-neuron leaks (exact only
-    when they are equal). The last layer's receiver is the ``LI`` readout, whose leaks
-    line up with its rows, or nothing (the loss reads :math:`y^L_t` directly: leak 0).
-    ``override`` replaces every leak except that of a last layer without a readout.
+    when they are equal). The last layer's receiver is the `LI` readout, whose leaks
+    line up with its rows, or nothing (the loss reads $y^L_t$ directly: leak 0).
+    `override` replaces every leak except that of a last layer without a readout.
     """
     leaks = []
     for index in range(len(pairs)):
@@ -80,8 +80,8 @@ def postsynaptic_leaks(pairs, readout, override, owner: str, dtype) -> list[Arra
 
 
 def forward_readout(model, pairs, readout, state, x):
-    """:func:`forward_layers`, then the readout if any; also returns the factor
-    :math:`\\partial o_t/\\partial y^L_t` that carries the loss's signal into the last layer."""
+    """`forward_layers`, then the readout if any; also returns the factor
+    $\\partial o_t/\\partial y^L_t$ that carries the loss's signal into the last layer."""
     state, y, inputs, locals_ = forward_layers(pairs, state, x)
     if readout is None:
         return state, y, inputs, locals_, 1.0
@@ -94,17 +94,17 @@ def forward_readout(model, pairs, readout, state, x):
 
 
 class DerivativeAverage(eqx.Module):
-    r"""The normalised leaky average :math:`\bar g` ``(n,)`` of a layer's
-    :math:`\partial y/\partial I` and its normaliser :math:`\rho` (``()`` or ``(n,)``)."""
+    r"""The normalised leaky average $\bar g$ `(n,)` of a layer's
+    $\partial y/\partial I$ and its normaliser $\rho$ (`()` or `(n,)`)."""
 
     mean: Float[Array, " n"]
     norm: Float[Array, "*post"]
 
 
 def advance_average(average: DerivativeAverage, leak: Array, derivative: Array):
-    r""":math:`q = \lambda\rho_{t-1}`, :math:`\rho_t = q + 1`, :math:`w = q/\rho_t`,
-    :math:`\bar g_t = w\,\bar g_{t-1} + (1 - w)\,\sigma'_t`, i.e.
-    :math:`\bar g_t = \sum_\tau \lambda^{t-\tau}\sigma'_\tau / \sum_\tau \lambda^{t-\tau}`."""
+    r"""$q = \lambda\rho_{t-1}$, $\rho_t = q + 1$, $w = q/\rho_t$,
+    $\bar g_t = w\,\bar g_{t-1} + (1 - w)\,\sigma'_t$, i.e.
+    $\bar g_t = \sum_\tau \lambda^{t-\tau}\sigma'_\tau / \sum_\tau \lambda^{t-\tau}$."""
     q = leak * average.norm
     norm = q + 1.0
     weight = q / norm
@@ -127,7 +127,7 @@ def init_sensitivity(linear, trace: LayerEligibility) -> LayerSensitivity:
 
 
 class OTPELayerTraces(eqx.Module):
-    """One layer's OSTL ``eligibility``, postsynaptic ``estimate`` and ``average``."""
+    """One layer's OSTL `eligibility`, postsynaptic `estimate` and `average`."""
 
     eligibility: LayerEligibility
     estimate: LayerSensitivity
@@ -145,46 +145,48 @@ class OTPE(AbstractOnlineRule):
     Training of Feed-Forward SNNs"): OSTL's exact per-layer eligibility, filtered by
     the leak of the layer it feeds.
 
-    Layer :math:`l`'s earlier outputs keep acting on the membrane of layer :math:`l+1`,
-    which OSTL and OTTT drop. If that membrane decays by :math:`\lambda_{l+1}` alone
-    (its reset detached or absent), :math:`dv^{l+1}_t/d\theta^l = W^{l+1}\hat R^l_t`
+    Layer $l$'s earlier outputs keep acting on the membrane of layer $l+1$,
+    which OSTL and OTTT drop. If that membrane decays by $\lambda_{l+1}$ alone
+    (its reset detached or absent), $dv^{l+1}_t/d\theta^l = W^{l+1}\hat R^l_t$
     with the postsynaptic estimate
 
-    .. math::
-        \hat R^l_t = \lambda_{l+1}\hat R^l_{t-1} + \frac{dy^l_t}{d\theta^l}, \qquad
-        \frac{dy^l_t}{d\theta^l} = \frac{\partial y^l_t}{\partial h^l_{t-1}} E^l_{t-1}
-            + \frac{\partial y^l_t}{\partial\theta^l},
+    $$
+    \hat R^l_t = \lambda_{l+1}\hat R^l_{t-1} + \frac{dy^l_t}{d\theta^l}, \qquad
+    \frac{dy^l_t}{d\theta^l} = \frac{\partial y^l_t}{\partial h^l_{t-1}} E^l_{t-1}
+        + \frac{\partial y^l_t}{\partial\theta^l},
+    $$
 
-    where :math:`E^l` is OSTL's eligibility :math:`E_t = J_t E_{t-1} + \partial h_t /
-    \partial\theta`. The gradient and the signal passed down are
+    where $E^l$ is OSTL's eligibility $E_t = J_t E_{t-1} + \partial h_t /
+    \partial\theta$. The gradient and the signal passed down are
 
-    .. math::
-        \nabla_{\theta^l}\ell_t \approx g^l_t \odot \hat R^l_t, \qquad
-        g^{l-1}_t = W^{l\top}(g^l_t \odot \bar g^l_t), \qquad
-        \bar g^l_t = \frac{\sum_\tau \lambda_{l+1}^{t-\tau}\sigma'^l_\tau}
-                          {\sum_\tau \lambda_{l+1}^{t-\tau}},
+    $$
+    \nabla_{\theta^l}\ell_t \approx g^l_t \odot \hat R^l_t, \qquad
+    g^{l-1}_t = W^{l\top}(g^l_t \odot \bar g^l_t), \qquad
+    \bar g^l_t = \frac{\sum_\tau \lambda_{l+1}^{t-\tau}\sigma'^l_\tau}
+                      {\sum_\tau \lambda_{l+1}^{t-\tau}},
+    $$
 
-    :math:`\sigma'^l = \partial y^l/\partial I^l`: the instantaneous derivative is replaced
+    $\sigma'^l = \partial y^l/\partial I^l$: the instantaneous derivative is replaced
     by its leaky average, the paper's estimate of how the layer's recent activity
-    responds to its input. :math:`g^L_t = \partial \ell_t / \partial y^L_t`.
+    responds to its input. $g^L_t = \partial \ell_t / \partial y^L_t$.
 
     The last layer feeds the loss directly (leak 0): it reduces to OSTL, the paper's
-    output layer. If the model ends with a frozen ``LI`` readout
-    :math:`o_t = \kappa o_{t-1} + s^L_t` on which the loss is taken (F-OTPE), the last
-    layer's estimate uses :math:`\kappa` and is exact,
-    :math:`do_t/d\theta^L = \hat R^L_t`. Two layers (OTPE hidden, OSTL output) give
+    output layer. If the model ends with a frozen `LI` readout
+    $o_t = \kappa o_{t-1} + s^L_t$ on which the loss is taken (F-OTPE), the last
+    layer's estimate uses $\kappa$ and is exact,
+    $do_t/d\theta^L = \hat R^L_t$. Two layers (OTPE hidden, OSTL output) give
     BPTT's gradient exactly when the output reset is detached.
 
-    Memory :math:`O(k\,n_{in} n + n_{in} n)` per layer and sample.
+    Memory $O(k\,n_{in} n + n_{in} n)$ per layer and sample.
 
-    A hidden layer's :math:`\hat R^l` has one row per unit of layer :math:`l`, so it takes
-    one leak for layer :math:`l+1`: the mean of that layer's per-neuron leaks (exact only
+    A hidden layer's $\hat R^l$ has one row per unit of layer $l$, so it takes
+    one leak for layer $l+1$: the mean of that layer's per-neuron leaks (exact only
     when they are equal). The readout's leaks line up with the last layer's rows and are
     used per unit.
 
-    **Arguments:** ``leak``: :math:`\lambda_{l+1}` for every estimate (not for a last layer
-    without a readout, whose leak is 0); ``None`` (default) reads the ``decay`` of the
-    receiving population. ``leak=0`` gives OSTL.
+    **Arguments:** `leak`: $\lambda_{l+1}$ for every estimate (not for a last layer
+    without a readout, whose leak is 0); `None` (default) reads the `decay` of the
+    receiving population. `leak=0` gives OSTL.
     """
 
     leak: float | None = None
@@ -251,10 +253,10 @@ class OTPE(AbstractOnlineRule):
 
 
 class ApproxOTPELayerTraces(eqx.Module):
-    r"""One layer's first-order traces (:math:`\hat a`, :math:`\hat r`, neuron
-    eligibilities, as OTTT), second-order traces in the same layout (:math:`\hat z`,
-    :math:`\hat z_b` and the per-unit estimates :math:`\hat R^\nu` of neuron parameters)
-    and the derivative ``average``."""
+    r"""One layer's first-order traces ($\hat a$, $\hat r$, neuron
+    eligibilities, as OTTT), second-order traces in the same layout ($\hat z$,
+    $\hat z_b$ and the per-unit estimates $\hat R^\nu$ of neuron parameters)
+    and the derivative `average`."""
 
     presynaptic: PresynapticTrace
     second: PresynapticTrace
@@ -269,39 +271,41 @@ class ApproxOTPETraces(eqx.Module):
 
 class ApproxOTPE(AbstractOnlineRule):
     r"""Approximate OTPE (Summe, Schaefer & Joshi 2023): OTPE's estimate factorised as
-    :math:`\hat R^l \approx \bar g^l \otimes \hat z^l`, at OTTT's memory cost.
+    $\hat R^l \approx \bar g^l \otimes \hat z^l$, at OTTT's memory cost.
 
-    With :math:`\lambda_l` the layer's own leak (that of the neurons receiving
-    :math:`x^l`) and :math:`\lambda_{l+1}` the leak of the population it feeds:
+    With $\lambda_l$ the layer's own leak (that of the neurons receiving
+    $x^l$) and $\lambda_{l+1}$ the leak of the population it feeds:
 
-    .. math::
-        \hat a^l_t = \lambda_l \hat a^l_{t-1} + x^l_t, \qquad
-        \hat z^l_t = \lambda_{l+1} \hat z^l_{t-1} + \hat a^l_t,
+    $$
+    \hat a^l_t = \lambda_l \hat a^l_{t-1} + x^l_t, \qquad
+    \hat z^l_t = \lambda_{l+1} \hat z^l_{t-1} + \hat a^l_t,
+    $$
 
-    .. math::
-        \nabla_{W^l}\ell_t \approx (g^l_t \odot \bar g^l_t) \otimes \hat z^l_t, \qquad
-        g^{l-1}_t = W^{l\top}(g^l_t \odot \bar g^l_t),
+    $$
+    \nabla_{W^l}\ell_t \approx (g^l_t \odot \bar g^l_t) \otimes \hat z^l_t, \qquad
+    g^{l-1}_t = W^{l\top}(g^l_t \odot \bar g^l_t),
+    $$
 
-    with :math:`\bar g^l` as in :class:`OTPE`. The bias is a weight on a constant input
-    1 (:math:`\hat r_t = \lambda_l \hat r_{t-1} + 1`, :math:`\hat z_{b,t} = \lambda_{l+1}
-    \hat z_{b,t-1} + \hat r_t`); ``bias_trace=False`` gives it the untraced
-    :math:`g \odot \bar g` of the reference code. Neuron parameters are per unit, so
-    their estimate is kept whole: OTTT's :math:`dy/d\nu` filtered by
-    :math:`\lambda_{l+1}`. The last layer without a readout reduces to OTTT (the paper's
-    output layer); an ``LI`` readout makes it the approximate front variant.
+    with $\bar g^l$ as in `OTPE`. The bias is a weight on a constant input
+    1 ($\hat r_t = \lambda_l \hat r_{t-1} + 1$, $\hat z_{b,t} = \lambda_{l+1}
+    \hat z_{b,t-1} + \hat r_t$); `bias_trace=False` gives it the untraced
+    $g \odot \bar g$ of the reference code. Neuron parameters are per unit, so
+    their estimate is kept whole: OTTT's $dy/d\nu$ filtered by
+    $\lambda_{l+1}$. The last layer without a readout reduces to OTTT (the paper's
+    output layer); an `LI` readout makes it the approximate front variant.
 
     Equal to OTPE, and to BPTT for two layers, when the surrogate derivative is constant
-    and every reset is detached. Memory :math:`O(2 n_{in} + n)` per layer and sample
-    (:math:`O(2 n_{in} n)` with per-neuron leaks).
+    and every reset is detached. Memory $O(2 n_{in} + n)$ per layer and sample
+    ($O(2 n_{in} n)$ with per-neuron leaks).
 
     **Arguments:**
 
-    - ``leak``: :math:`\lambda_{l+1}` for :math:`\hat z` and :math:`\bar g`; ``None``
-      (default) reads the receiving population's ``decay`` as in :class:`OTPE`.
-      ``leak=0`` gives OTTT.
-    - ``presynaptic_leak``: :math:`\lambda_l` for :math:`\hat a`; ``None`` (default)
-      reads the layer's own ``decay``.
-    - ``bias_trace``: trace the bias (default ``True``).
+    - `leak`: $\lambda_{l+1}$ for $\hat z$ and $\bar g$; `None`
+      (default) reads the receiving population's `decay` as in `OTPE`.
+      `leak=0` gives OTTT.
+    - `presynaptic_leak`: $\lambda_l$ for $\hat a$; `None` (default)
+      reads the layer's own `decay`.
+    - `bias_trace`: trace the bias (default `True`).
     """
 
     sum_batch_each_step: ClassVar[bool] = True

@@ -23,7 +23,7 @@ from ._ostl import forward_layers
 
 
 def check_leak(leak, owner: str, name: str = "leak") -> None:
-    """A leak override is ``None`` or a number in [0, 1]."""
+    """A leak override is `None` or a number in [0, 1]."""
     if leak is None:
         return
     if isinstance(leak, bool) or not isinstance(leak, (int, float)):
@@ -33,9 +33,9 @@ def check_leak(leak, owner: str, name: str = "leak") -> None:
 
 
 def neuron_leak(neuron, override, owner: str, layer: int, dtype) -> Array:
-    r"""The leak :math:`\lambda` of a population: ``override`` if given, else its own
-    ``decay`` (clipped to [0, 1] as the neurons read it, and held constant). Shape ``()``
-    for a shared leak, ``(n,)`` for one leak per neuron."""
+    r"""The leak $\lambda$ of a population: `override` if given, else its own
+    `decay` (clipped to [0, 1] as the neurons read it, and held constant). Shape `()`
+    for a shared leak, `(n,)` for one leak per neuron."""
     if override is not None:
         return jnp.asarray(override, dtype)
     decay = getattr(neuron, "decay", None)
@@ -49,15 +49,15 @@ def neuron_leak(neuron, override, owner: str, layer: int, dtype) -> Array:
 
 
 def rows(leak: Array) -> Array:
-    """A leak of shape ``()`` or ``(n,)`` as a factor on ``(..., n_in)`` traces."""
+    """A leak of shape `()` or `(n,)` as a factor on `(..., n_in)` traces."""
     return leak[..., None]
 
 
 class PresynapticTrace(eqx.Module):
-    r"""Traces of one layer under OTTT's assumption :math:`\partial h_t/\partial h_{t-1}
-    = \lambda`: the presynaptic trace :math:`\hat a` ``(n_in,)`` for a shared leak or
-    ``(n, n_in)`` for per-neuron leaks, the bias trace :math:`\hat r` (``()`` or ``(n,)``)
-    and one per-unit membrane eligibility ``(n,)`` per trainable neuron parameter."""
+    r"""Traces of one layer under OTTT's assumption $\partial h_t/\partial h_{t-1}
+    = \lambda$: the presynaptic trace $\hat a$ `(n_in,)` for a shared leak or
+    `(n, n_in)` for per-neuron leaks, the bias trace $\hat r$ (`()` or `(n,)`)
+    and one per-unit membrane eligibility `(n,)` per trainable neuron parameter."""
 
     input: Float[Array, "*post n_in"]
     bias: Float[Array, "*post"] | None
@@ -87,18 +87,20 @@ def check_single_state(neuron, state, owner: str, layer: int) -> None:
 
 
 def advance_presynaptic(trace: PresynapticTrace, leak: Array, local, x: Array):
-    r"""Advance the traces to step :math:`t` and estimate :math:`dy_t/d\nu` for every
-    neuron parameter :math:`\nu`.
+    r"""Advance the traces to step $t$ and estimate $dy_t/d\nu$ for every
+    neuron parameter $\nu$.
 
-    .. math::
-        \hat a_t = \lambda \hat a_{t-1} + x_t, \qquad \hat r_t = \lambda \hat r_{t-1} + 1,
-        \qquad e^\nu_t = \lambda e^\nu_{t-1} + \partial h_t/\partial\nu,
+    $$
+    \hat a_t = \lambda \hat a_{t-1} + x_t, \qquad \hat r_t = \lambda \hat r_{t-1} + 1,
+    \qquad e^\nu_t = \lambda e^\nu_{t-1} + \partial h_t/\partial\nu,
+    $$
 
-    .. math::
-        \frac{dy_t}{d\nu} \approx \frac{\partial y_t}{\partial\nu}
-            + \lambda \frac{\partial y_t}{\partial I_t}\, e^\nu_{t-1}.
+    $$
+    \frac{dy_t}{d\nu} \approx \frac{\partial y_t}{\partial\nu}
+        + \lambda \frac{\partial y_t}{\partial I_t}\, e^\nu_{t-1}.
+    $$
 
-    Returns the new trace and the per-unit ``(n,)`` estimates of :math:`dy_t/d\nu`.
+    Returns the new trace and the per-unit `(n,)` estimates of $dy_t/d\nu$.
     """
     neuron_sensitivity = tuple(
         direct + leak * local.y_input * e for direct, e in zip(local.y_param, trace.neuron)
@@ -121,39 +123,41 @@ class OTTT(AbstractOnlineRule):
     r"""OTTT (Xiao et al. 2022, "Online Training Through Time for Spiking Neural
     Networks"): a presynaptic trace per layer and a spatial learning signal.
 
-    For each layer :math:`l` (an ``eqx.nn.Linear`` then an elementwise neuron) with leak
-    :math:`\lambda_l` (the leak of the neurons that receive the layer input :math:`x^l`):
+    For each layer $l$ (an `eqx.nn.Linear` then an elementwise neuron) with leak
+    $\lambda_l$ (the leak of the neurons that receive the layer input $x^l$):
 
-    .. math::
-        \hat a^l_t = \lambda_l \hat a^l_{t-1} + x^l_t, \qquad
-        \hat r^l_t = \lambda_l \hat r^l_{t-1} + 1,
+    $$
+    \hat a^l_t = \lambda_l \hat a^l_{t-1} + x^l_t, \qquad
+    \hat r^l_t = \lambda_l \hat r^l_{t-1} + 1,
+    $$
 
-    .. math::
-        \nabla_{W^l}\ell_t = (g^l_t \odot \sigma'^l_t) \otimes \hat a^l_t, \qquad
-        \nabla_{b^l}\ell_t = (g^l_t \odot \sigma'^l_t)\, \hat r^l_t,
+    $$
+    \nabla_{W^l}\ell_t = (g^l_t \odot \sigma'^l_t) \otimes \hat a^l_t, \qquad
+    \nabla_{b^l}\ell_t = (g^l_t \odot \sigma'^l_t)\, \hat r^l_t,
+    $$
 
-    with :math:`\sigma'^l_t = \partial y^l_t/\partial I^l_t` (the surrogate derivative for
-    LIF) and :math:`g^l_t = \partial\ell_t/\partial y^l_t` backpropagated through the layers
-    above at the same step, :math:`g^{l-1}_t = W^{l\top}(g^l_t \odot \sigma'^l_t)`. The
+    with $\sigma'^l_t = \partial y^l_t/\partial I^l_t$ (the surrogate derivative for
+    LIF) and $g^l_t = \partial\ell_t/\partial y^l_t$ backpropagated through the layers
+    above at the same step, $g^{l-1}_t = W^{l\top}(g^l_t \odot \sigma'^l_t)$. The
     bias is a weight on a constant input 1, so its trace is the same recursion with
-    :math:`x \equiv 1`; ``bias_trace=False`` gives it the untraced
-    :math:`g \odot \sigma'` instead, as the Slax and OTPE reference code do. A trainable
-    parameter :math:`\nu` of a single-state neuron gets a per-unit trace under the same
-    assumption, :math:`e^\nu_t = \lambda e^\nu_{t-1} + \partial h_t/\partial\nu` and
-    :math:`dy_t/d\nu \approx \partial y_t/\partial\nu + \lambda\sigma'_t e^\nu_{t-1}`.
+    $x \equiv 1$; `bias_trace=False` gives it the untraced
+    $g \odot \sigma'$ instead, as the Slax and OTPE reference code do. A trainable
+    parameter $\nu$ of a single-state neuron gets a per-unit trace under the same
+    assumption, $e^\nu_t = \lambda e^\nu_{t-1} + \partial h_t/\partial\nu$ and
+    $dy_t/d\nu \approx \partial y_t/\partial\nu + \lambda\sigma'_t e^\nu_{t-1}$.
 
-    OTTT assumes :math:`\partial h_t/\partial h_{t-1} = \lambda`, i.e. a leaky membrane
+    OTTT assumes $\partial h_t/\partial h_{t-1} = \lambda$, i.e. a leaky membrane
     with a detached subtractive reset. It runs on any such network but equals BPTT for a
-    single layer, and OSTL in every layer, only with ``detach_reset=True`` (and
-    ``reset="subtract"`` or ``"none"``). The trace is ``(n_in,)`` per layer and sample
-    for a shared leak and ``(n, n_in)`` for per-neuron leaks. The deferred ``grad`` and
-    ``update`` are the paper's OTTT_A; with :func:`eqslax.train_online` it is OTTT_O.
+    single layer, and OSTL in every layer, only with `detach_reset=True` (and
+    `reset="subtract"` or `"none"`). The trace is `(n_in,)` per layer and sample
+    for a shared leak and `(n, n_in)` for per-neuron leaks. The deferred `grad` and
+    `update` are the paper's OTTT_A; with `eqslax.train_online` it is OTTT_O.
 
     **Arguments:**
 
-    - ``leak``: :math:`\lambda` for every layer; ``None`` (default) reads each layer's own
-      ``decay`` (scalar or per neuron). Neurons without ``decay`` need an explicit leak.
-    - ``bias_trace``: trace the bias (default ``True``).
+    - `leak`: $\lambda$ for every layer; `None` (default) reads each layer's own
+      `decay` (scalar or per neuron). Neurons without `decay` need an explicit leak.
+    - `bias_trace`: trace the bias (default `True`).
     """
 
     sum_batch_each_step: ClassVar[bool] = True

@@ -14,7 +14,7 @@ from ._online import AbstractOnlineRule, split_trainable
 
 
 class RTRLTraces(eqx.Module):
-    """The influence matrix :math:`M_t = dh_t/d\\theta` (state size x parameter count)."""
+    """The influence matrix $M_t = dh_t/d\\theta$ (state size x parameter count)."""
 
     influence: Float[Array, "state params"]
 
@@ -22,40 +22,42 @@ class RTRLTraces(eqx.Module):
 class RTRL(AbstractOnlineRule):
     r"""Exact RTRL over a whole model, any architecture the core can build.
 
-    With the model's state :math:`h` and trainable parameters :math:`\theta` flattened,
-    one step :math:`(h_t, y_t) = f(h_{t-1}, x_t; \theta)` and
+    With the model's state $h$ and trainable parameters $\theta$ flattened,
+    one step $(h_t, y_t) = f(h_{t-1}, x_t; \theta)$ and
 
-    .. math::
-        M_t = \frac{\partial f_h}{\partial h} M_{t-1} + \frac{\partial f_h}{\partial\theta},
-        \qquad
-        \nabla_\theta \ell_t = \frac{\partial \ell}{\partial y_t}\Big(
-            \frac{\partial f_y}{\partial h} M_{t-1} + \frac{\partial f_y}{\partial\theta}\Big)
+    $$
+    M_t = \frac{\partial f_h}{\partial h} M_{t-1} + \frac{\partial f_h}{\partial\theta},
+    \qquad
+    \nabla_\theta \ell_t = \frac{\partial \ell}{\partial y_t}\Big(
+        \frac{\partial f_y}{\partial h} M_{t-1} + \frac{\partial f_y}{\partial\theta}\Big)
+    $$
 
     Both brackets are forward-mode JVPs of the step along the tangents
-    :math:`(M_{t-1} e_p, e_p)`, one per parameter :math:`p`, evaluated in chunks of
-    ``chunk_size`` columns to bound memory. The influence starts at
-    :math:`M_0 = \partial h_0/\partial\theta` (nonzero when the initial state depends on a
-    trainable parameter), so the gradient through :math:`h_0` is kept as in BPTT.
-    Memory :math:`O(SP)` per sample, independent of the sequence length; compute
-    :math:`O(P)` JVPs per step. With a per-step loss and no mid-sequence updates,
-    ``grad`` equals BPTT's exactly.
+    $(M_{t-1} e_p, e_p)$, one per parameter $p$, evaluated in chunks of
+    `chunk_size` columns to bound memory. The influence starts at
+    $M_0 = \partial h_0/\partial\theta$ (nonzero when the initial state depends on a
+    trainable parameter), so the gradient through $h_0$ is kept as in BPTT.
+    Memory $O(SP)$ per sample, independent of the sequence length; compute
+    $O(P)$ JVPs per step. With a per-step loss and no mid-sequence updates,
+    `grad` equals BPTT's exactly.
 
-    ``diagonal=True`` is the SnAp-1 / diagonal RTRL approximation (Menick et al. 2021):
-    the state Jacobian :math:`D_t = \partial f_h/\partial h` is masked to blocks, one
-    per unit :math:`(l, i)` of each layer :math:`l` (the entries coupling the state
-    variables of unit :math:`i` of layer :math:`l` with each other, e.g. ALIF's
-    :math:`v_i` and :math:`a_i`, and with :math:`y_{t-1,i}` carried by a
-    :class:`Recurrent` layer or a ``cat`` self-edge, so :math:`W_{rec,ii}` is kept):
+    `diagonal=True` is the SnAp-1 / diagonal RTRL approximation (Menick et al. 2021):
+    the state Jacobian $D_t = \partial f_h/\partial h$ is masked to blocks, one
+    per unit $(l, i)$ of each layer $l$ (the entries coupling the state
+    variables of unit $i$ of layer $l$ with each other, e.g. ALIF's
+    $v_i$ and $a_i$, and with $y_{t-1,i}$ carried by a
+    `Recurrent` layer or a `cat` self-edge, so $W_{rec,ii}$ is kept):
 
-    .. math::
-        M_t = (D_t \odot B) M_{t-1} + \frac{\partial f_h}{\partial\theta}, \qquad
-        B_{ab} = [\mathrm{unit}(a) = \mathrm{unit}(b)]
+    $$
+    M_t = (D_t \odot B) M_{t-1} + \frac{\partial f_h}{\partial\theta}, \qquad
+    B_{ab} = [\mathrm{unit}(a) = \mathrm{unit}(b)]
+    $$
 
-    (see :func:`unit_blocks`). The output sensitivity
-    :math:`\partial f_y/\partial h\, M_{t-1} + \partial f_y/\partial\theta` stays
-    exact, so the approximation enters only through the carried influence. :math:`D_t`
-    is built explicitly, :math:`S` more JVPs per step; the influence is kept dense (no
-    memory is saved). On feed-forward layers of elementwise neurons :math:`D_t` is
+    (see `unit_blocks`). The output sensitivity
+    $\partial f_y/\partial h\, M_{t-1} + \partial f_y/\partial\theta$ stays
+    exact, so the approximation enters only through the carried influence. $D_t$
+    is built explicitly, $S$ more JVPs per step; the influence is kept dense (no
+    memory is saved). On feed-forward layers of elementwise neurons $D_t$ is
     already block diagonal and the rule equals full RTRL.
     """
 
@@ -63,8 +65,8 @@ class RTRL(AbstractOnlineRule):
     diagonal: bool = eqx.field(static=True, default=False)
 
     def init_traces(self, model, state):
-        r""":math:`M_0 = \partial h_0 / \partial\theta`: zero unless the initial state
-        depends on a parameter (``Izhikevich`` starts at :math:`v_0 = c, u_0 = bc`)."""
+        r"""$M_0 = \partial h_0 / \partial\theta$: zero unless the initial state
+        depends on a parameter (`Izhikevich` starts at $v_0 = c, u_0 = bc$)."""
         params, static = split_trainable(model)
         flat_p, unravel_p = ravel_pytree(params)
         flat_state = ravel_pytree(state)[0]
@@ -99,14 +101,14 @@ class RTRL(AbstractOnlineRule):
         return unravel_h(h_new), RTRLTraces(influence), unravel_p(grad), y, value
 
     def _off_block(self, linear, state, flat_h, flat_p) -> Float[Array, "state state"]:
-        """:math:`D_t \\odot (1 - B)`: the state Jacobian's entries between units."""
+        """$D_t \\odot (1 - B)$: the state Jacobian's entries between units."""
         zero_p = jnp.zeros_like(flat_p)
         eye = jnp.eye(flat_h.size, dtype=flat_h.dtype)
         columns, _ = jax.vmap(lambda e: linear(e, zero_p))(eye)  # row s = D e_s
         return jnp.where(jnp.asarray(unit_blocks(state)), 0.0, columns.T)
 
     def _propagate(self, linear, influence, flat_p):
-        """Columns ``p`` of ``[M_t; dy/dθ]`` = ``linear(M_{t-1} e_p, e_p)``, in chunks."""
+        """Columns `p` of `[M_t; dy/dθ]` = `linear(M_{t-1} e_p, e_p)`, in chunks."""
         n = flat_p.size
         size = min(self.chunk_size, n)
         chunks = -(-n // size)
@@ -136,12 +138,12 @@ def _unit_keys(tree: PyTree, layer: tuple[int, ...], keys: list) -> None:
 
 
 def unit_blocks(state: PyTree) -> Bool[np.ndarray, "state state"]:
-    r"""The block mask :math:`B` of ``RTRL(diagonal=True)`` over the flattened state.
+    r"""The block mask $B$ of `RTRL(diagonal=True)` over the flattened state.
 
-    Entry :math:`(a, b)` is ``True`` when state entries :math:`a` and :math:`b` belong to
-    the same unit: the same layer (a :class:`Connect` layer, nested ones by their path;
+    Entry $(a, b)$ is `True` when state entries $a$ and $b$ belong to
+    the same unit: the same layer (a `Connect` layer, nested ones by their path;
     a recurrent edge's carried source counts as its source layer; a model that is not a
-    ``Connect`` is one layer) and the same flat position within their state leaves.
+    `Connect` is one layer) and the same flat position within their state leaves.
     """
     keys: list = []
     _unit_keys(state, (), keys)

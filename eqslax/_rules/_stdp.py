@@ -1,19 +1,21 @@
 r"""Spike-timing-dependent plasticity: pair-based STDP and reward-modulated STDP.
 
-Both rules change only the weights of the ``eqx.nn.Linear`` layers of a
-``Connect([Linear, neuron, Linear, neuron, ...])``, from recorded spikes: for layer
-:math:`l`, the presynaptic spikes are the layer's input and the postsynaptic spikes the
+Both rules change only the weights of the `eqx.nn.Linear` layers of a
+`Connect([Linear, neuron, Linear, neuron, ...])`, from recorded spikes: for layer
+$l$, the presynaptic spikes are the layer's input and the postsynaptic spikes the
 output of the neuron after it.
 
 **Sign convention.** A learning rule returns "gradients" that an optimiser *subtracts*.
-These rules are not gradient descent, so ``update`` returns the **negated weight
-change** :math:`-\Delta W` (zero for every other leaf): ``optax.sgd(1.0)`` then applies
-exactly :math:`W \leftarrow W + \Delta W`::
+These rules are not gradient descent, so `update` returns the **negated weight
+change** $-\Delta W$ (zero for every other leaf): `optax.sgd(1.0)` then applies
+exactly $W \leftarrow W + \Delta W$:
 
-    step = eqslax.train_offline(model, eqslax.PerStep(), optax.sgd(1.0), rule=STDP())
+```python
+step = eqslax.train_offline(model, eqslax.PerStep(), optax.sgd(1.0), rule=STDP())
+```
 
 Any other optimiser rescales or reshapes the change. The loss is used only to report
-``aux.loss``.
+`aux.loss`.
 """
 
 from collections.abc import Callable
@@ -45,16 +47,17 @@ def pair_eligibility(
     r"""Summed potentiation and depression eligibilities of one sample.
 
     With traces decayed *before* this step's spikes are added (so equal-time pairs
-    contribute nothing), :math:`\tilde x = \lambda_+ x`, :math:`\tilde y = \lambda_- y`:
+    contribute nothing), $\tilde x = \lambda_+ x$, $\tilde y = \lambda_- y$:
 
-    .. math::
-        p_t = s^{post}_t \otimes \tilde x_t, \quad d_t = \tilde y_t \otimes s^{pre}_t,
-        \quad x \leftarrow \tilde x + s^{pre}_t, \quad y \leftarrow \tilde y + s^{post}_t
+    $$
+    p_t = s^{post}_t \otimes \tilde x_t, \quad d_t = \tilde y_t \otimes s^{pre}_t,
+    \quad x \leftarrow \tilde x + s^{pre}_t, \quad y \leftarrow \tilde y + s^{post}_t
+    $$
 
-    and eligibilities :math:`e^p_t = \lambda_e e^p_{t-1} + p_t` (likewise :math:`e^d`).
-    Returns :math:`(\sum_t e^p_t, \sum_t e^d_t)`; with :math:`\lambda_e = 0` these are
-    the all-to-all pair sums :math:`\sum_{t_{pre} < t_{post}} \lambda_+^{t_{post} - t_{pre}}`
-    and :math:`\sum_{t_{post} < t_{pre}} \lambda_-^{t_{pre} - t_{post}}`.
+    and eligibilities $e^p_t = \lambda_e e^p_{t-1} + p_t$ (likewise $e^d$).
+    Returns $(\sum_t e^p_t, \sum_t e^d_t)$; with $\lambda_e = 0$ these are
+    the all-to-all pair sums $\sum_{t_{pre} < t_{post}} \lambda_+^{t_{post} - t_{pre}}$
+    and $\sum_{t_{post} < t_{pre}} \lambda_-^{t_{pre} - t_{post}}$.
     """
 
     def step(carry, spikes):
@@ -72,8 +75,8 @@ def pair_eligibility(
 
 
 def layer_spikes(model, loss, xs, ys, owner):
-    """Record the batch; return ``[(linear index, pre, post)]`` (each (batch, time, .))
-    and the :class:`Aux` (outputs, batch-mean loss)."""
+    """Record the batch; return `[(linear index, pre, post)]` (each (batch, time, .))
+    and the `Aux` (outputs, batch-mean loss)."""
     pairs = check_layers(model, owner)
     recording = jax.vmap(lambda x: record(model, x)[1])(xs)
     layers = recording.layers
@@ -91,7 +94,7 @@ def layer_spikes(model, loss, xs, ys, owner):
 
 
 def as_updates(model, changes: dict[int, Array]):
-    """A tree like ``trainable(model)``: :math:`-\\Delta W` on the listed Linear weights,
+    """A tree like `trainable(model)`: $-\\Delta W$ on the listed Linear weights,
     zero elsewhere."""
     grads = jtu.tree_map(jnp.zeros_like, trainable(model))
     for index, change in changes.items():
@@ -102,23 +105,23 @@ def as_updates(model, changes: dict[int, Array]):
 class STDP(AbstractLearningRule):
     r"""Pair-based, all-to-all STDP with trace variables (Song, Miller & Abbott 2000).
 
-    For a presynaptic spike at :math:`t_{pre}` and a postsynaptic one at
-    :math:`t_{post}`, :math:`\Delta = t_{post} - t_{pre}` steps, the window is
-    :math:`A_+\lambda_+^{\Delta}` for :math:`\Delta > 0`, :math:`-A_-\lambda_-^{|\Delta|}`
-    for :math:`\Delta < 0` and **0 for equal-time pairs**. Summed over all pairs with
-    the traces of :func:`pair_eligibility` (:math:`P = \sum_t s^{post}_t \otimes
-    \lambda_+ x_{t-1}`, :math:`D = \sum_t \lambda_- y_{t-1} \otimes s^{pre}_t`), the
+    For a presynaptic spike at $t_{pre}$ and a postsynaptic one at
+    $t_{post}$, $\Delta = t_{post} - t_{pre}$ steps, the window is
+    $A_+\lambda_+^{\Delta}$ for $\Delta > 0$, $-A_-\lambda_-^{|\Delta|}$
+    for $\Delta < 0$ and **0 for equal-time pairs**. Summed over all pairs with
+    the traces of `pair_eligibility` ($P = \sum_t s^{post}_t \otimes
+    \lambda_+ x_{t-1}$, $D = \sum_t \lambda_- y_{t-1} \otimes s^{pre}_t$), the
     change per sample is
 
-    - ``"additive"``: :math:`\Delta W = A_+ P - A_- D`, then :math:`W + \Delta W` is
-      clipped to :math:`[w_{min}, w_{max}]`;
-    - ``"multiplicative"`` (soft bounds): :math:`\Delta W = A_+(w_{max} - W)\odot P -
-      A_-(W - w_{min})\odot D`;
-    - ``"none"``: :math:`A_+ P - A_- D`.
+    - `"additive"`: $\Delta W = A_+ P - A_- D$, then $W + \Delta W$ is
+      clipped to $[w_{min}, w_{max}]$;
+    - `"multiplicative"` (soft bounds): $\Delta W = A_+(w_{max} - W)\odot P -
+      A_-(W - w_{min})\odot D$;
+    - `"none"`: $A_+ P - A_- D$.
 
     The change is averaged over the batch (not divided by the number of steps), with
-    the weights held fixed during the batch; ``update`` returns :math:`-\Delta W` (see
-    the module docstring: use ``optax.sgd(1.0)``).
+    the weights held fixed during the batch; `update` returns $-\Delta W$ (see
+    the module docstring: use `optax.sgd(1.0)`).
     """
 
     potentiation: Float[Array, ""]
@@ -142,12 +145,12 @@ class STDP(AbstractLearningRule):
     ):
         """**Arguments:**
 
-        - ``potentiation``, ``depression``: amplitudes :math:`A_+, A_- \\ge 0` (defaults
+        - `potentiation`, `depression`: amplitudes $A_+, A_- \\ge 0$ (defaults
           0.01 and 0.0105, depression slightly stronger as in Song et al.).
-        - ``pre_decay``, ``post_decay``: per-step trace decays :math:`\\lambda_\\pm =
-          e^{-1/\\tau_\\pm} \\in [0, 1]` (default :math:`\\tau_\\pm = 20` steps).
-        - ``bounds``: ``"additive"`` (default), ``"multiplicative"`` or ``"none"``.
-        - ``minimum``, ``maximum``: :math:`w_{min} < w_{max}` (default 0 and 1: excitatory
+        - `pre_decay`, `post_decay`: per-step trace decays $\\lambda_\\pm =
+          e^{-1/\\tau_\\pm} \\in [0, 1]$ (default $\\tau_\\pm = 20$ steps).
+        - `bounds`: `"additive"` (default), `"multiplicative"` or `"none"`.
+        - `minimum`, `maximum`: $w_{min} < w_{max}$ (default 0 and 1: excitatory
           synapses; a first additive update clips weights outside this range).
         """
         owner = "STDP"
@@ -175,13 +178,13 @@ class STDP(AbstractLearningRule):
         post: Float[Array, "time n"],
         eligibility_decay: Float[ArrayLike, ""] = 0.0,
     ) -> tuple[Float[Array, "n n_in"], Float[Array, "n n_in"]]:
-        """:func:`pair_eligibility` of one sample with this rule's trace decays."""
+        """`pair_eligibility` of one sample with this rule's trace decays."""
         return pair_eligibility(pre, post, self.pre_decay, self.post_decay, eligibility_decay)
 
     def weight_change(
         self, weight: Float[Array, "n n_in"], potentiation: Array, depression: Array
     ) -> Float[Array, "n n_in"]:
-        r""":math:`\Delta W` from the summed terms :math:`P, D`, with the weight bounds."""
+        r"""$\Delta W$ from the summed terms $P, D$, with the weight bounds."""
         if self.bounds == "multiplicative":
             up = self.potentiation * (self.maximum - weight) * potentiation
             return up - self.depression * (weight - self.minimum) * depression
@@ -208,13 +211,13 @@ class STDP(AbstractLearningRule):
 
 
 class RewardSTDPState(eqx.Module):
-    """The running reward baseline :math:`b`."""
+    """The running reward baseline $b$."""
 
     baseline: Float[Array, ""]
 
 
 def spike_count_reward(outputs: Float[Array, "time out"], label: Int[Array, ""]) -> Array:
-    """+1 if the class with the most output spikes is ``label``, else -1."""
+    """+1 if the class with the most output spikes is `label`, else -1."""
     correct = jnp.argmax(jnp.sum(outputs, axis=0)) == label
     return jnp.where(correct, 1.0, -1.0).astype(outputs.dtype)
 
@@ -222,22 +225,23 @@ def spike_count_reward(outputs: Float[Array, "time out"], label: Int[Array, ""])
 class RewardSTDP(AbstractLearningRule):
     r"""Reward-modulated (three-factor) STDP: STDP pair terms gated by a reward.
 
-    The pair terms of ``stdp`` feed eligibility traces, and a per-sample reward
-    :math:`R` minus a running baseline :math:`b` gates the sequence's change (episodic
+    The pair terms of `stdp` feed eligibility traces, and a per-sample reward
+    $R$ minus a running baseline $b$ gates the sequence's change (episodic
     form, the reward constant over the sample):
 
-    .. math::
-        e_t = \lambda_e e_{t-1} + \mathrm{STDP}_t, \qquad
-        \Delta W = \eta\,\frac1B\sum_{b}(R_b - b)\sum_t e^{(b)}_t, \qquad
-        b \leftarrow (1 - \nu)\,b + \nu\,\overline{R}
+    $$
+    e_t = \lambda_e e_{t-1} + \mathrm{STDP}_t, \qquad
+    \Delta W = \eta\,\frac1B\sum_{b}(R_b - b)\sum_t e^{(b)}_t, \qquad
+    b \leftarrow (1 - \nu)\,b + \nu\,\overline{R}
+    $$
 
-    with :math:`\mathrm{STDP}_t = A_+ s^{post}_t \otimes \tilde x_t - A_- \tilde y_t
-    \otimes s^{pre}_t` and the weight bounds of ``stdp`` (clipping of the final
-    :math:`W + \Delta W`, or soft factors :math:`w_{max} - W` on the potentiation part
-    and :math:`W - w_{min}` on the depression part). :math:`b` is the baseline before
-    this batch; :math:`\overline R` the batch-mean reward. With :math:`R - b \equiv 1`,
-    :math:`\eta = 1` and :math:`\lambda_e = 0` this is ``stdp``. ``update`` returns
-    :math:`-\Delta W` (apply with ``optax.sgd(1.0)``).
+    with $\mathrm{STDP}_t = A_+ s^{post}_t \otimes \tilde x_t - A_- \tilde y_t
+    \otimes s^{pre}_t$ and the weight bounds of `stdp` (clipping of the final
+    $W + \Delta W$, or soft factors $w_{max} - W$ on the potentiation part
+    and $W - w_{min}$ on the depression part). $b$ is the baseline before
+    this batch; $\overline R$ the batch-mean reward. With $R - b \equiv 1$,
+    $\eta = 1$ and $\lambda_e = 0$ this is `stdp`. `update` returns
+    $-\Delta W$ (apply with `optax.sgd(1.0)`).
     """
 
     stdp: STDP
@@ -259,14 +263,14 @@ class RewardSTDP(AbstractLearningRule):
     ):
         """**Arguments:**
 
-        - ``stdp``: the pair rule, its amplitudes and bounds (default ``STDP()``).
-        - ``reward``: ``reward(outputs (time, *out), label) -> scalar`` per sample
+        - `stdp`: the pair rule, its amplitudes and bounds (default `STDP()`).
+        - `reward`: `reward(outputs (time, *out), label) -> scalar` per sample
           (default: +1 if the most-spiking output is the label, else -1).
-        - ``eligibility_decay``: :math:`\\lambda_e \\in [0, 1]` (default
-          :math:`e^{-1/20}`).
-        - ``learning_rate``: :math:`\\eta \\ge 0` (default 1).
-        - ``baseline_rate``: :math:`\\nu \\in [0, 1]` of the running baseline (default 0.1).
-        - ``initial_baseline``: :math:`b` before the first batch (default 0).
+        - `eligibility_decay`: $\\lambda_e \\in [0, 1]$ (default
+          $e^{-1/20}$).
+        - `learning_rate`: $\\eta \\ge 0$ (default 1).
+        - `baseline_rate`: $\\nu \\in [0, 1]$ of the running baseline (default 0.1).
+        - `initial_baseline`: $b$ before the first batch (default 0).
         """
         owner = "RewardSTDP"
         stdp = STDP() if stdp is None else stdp

@@ -2,14 +2,15 @@ r"""Loss landscapes: the loss along one or two directions in parameter space
 (Li, Xu, Taylor, Studer & Goldstein 2018, "Visualizing the Loss Landscape of Neural
 Nets").
 
-.. math::
-    f(\alpha) = L(\theta^* + \alpha\,\delta), \qquad
-    f(\alpha, \beta) = L(\theta^* + \alpha\,\delta + \beta\,\eta)
+$$
+f(\alpha) = L(\theta^* + \alpha\,\delta), \qquad
+f(\alpha, \beta) = L(\theta^* + \alpha\,\delta + \beta\,\eta)
+$$
 
-A direction is a PyTree shaped like ``eqslax.trainable(model)``: a filter-normalised
-random one (:func:`random_direction`), the difference of two models
-(:func:`direction_between`) or a principal component of training trajectories
-(:func:`eqslax.analysis.trajectory_pca`).
+A direction is a PyTree shaped like `eqslax.trainable(model)`: a filter-normalised
+random one (`random_direction`), the difference of two models
+(`direction_between`) or a principal component of training trajectories
+(`eqslax.analysis.trajectory_pca`).
 """
 
 from collections.abc import Callable
@@ -53,25 +54,27 @@ def _params(model: PyTree, owner: str) -> PyTree:
 
 @jaxtyped(typechecker=beartype.beartype)
 def random_direction(model: PyTree, key: PRNGKeyArray, *, ignore_1d: bool = True) -> PyTree:
-    r"""A Gaussian direction :math:`d \sim \mathcal N(0, I)` rescaled filter by filter
+    r"""A Gaussian direction $d \sim \mathcal N(0, I)$ rescaled filter by filter
     to the norms of the model's weights:
 
-    .. math:: d_{f} \leftarrow d_{f}\,\frac{\lVert\theta_{f}\rVert}{\lVert d_{f}\rVert}
+    $$
+    d_{f} \leftarrow d_{f}\,\frac{\lVert\theta_{f}\rVert}{\lVert d_{f}\rVert}
+    $$
 
     A *filter* is a slice along the leading axis of a weight with two or more axes: a
-    row (one output neuron) of an ``eqx.nn.Linear`` weight ``(out, in)``, an output
+    row (one output neuron) of an `eqx.nn.Linear` weight `(out, in)`, an output
     channel of a convolution kernel.
 
     **Arguments:**
 
-    - ``model``: the trainable leaves (``eqslax.trainable(model)``) get a direction.
-    - ``key``: PRNG key for one Gaussian draw over all trainable entries (in
-      ``jax.tree_util`` leaf order).
-    - ``ignore_1d``: leaves with at most one axis (biases, per-neuron leaks or
+    - `model`: the trainable leaves (`eqslax.trainable(model)`) get a direction.
+    - `key`: PRNG key for one Gaussian draw over all trainable entries (in
+      `jax.tree_util` leaf order).
+    - `ignore_1d`: leaves with at most one axis (biases, per-neuron leaks or
       thresholds when trained) get direction zero (default, as Li et al.); with
-      ``False`` they get a Gaussian draw rescaled to the leaf's norm as a whole.
+      `False` they get a Gaussian draw rescaled to the leaf's norm as a whole.
 
-    **Returns:** a PyTree shaped like ``eqslax.trainable(model)``.
+    **Returns:** a PyTree shaped like `eqslax.trainable(model)`.
     """
     return _draw_direction(_params(model, "random_direction"), key, ignore_1d)
 
@@ -92,9 +95,9 @@ def _draw_direction(params: PyTree, key: PRNGKeyArray, ignore_1d: bool) -> PyTre
 
 @jaxtyped(typechecker=beartype.beartype)
 def direction_between(model_a: PyTree, model_b: PyTree) -> PyTree:
-    r""":math:`\theta_b - \theta_a` over the trainable leaves. With it,
-    ``loss_line(f, model_a, direction_between(model_a, model_b), alphas)`` is the linear
-    interpolation :math:`L((1-\alpha)\theta_a + \alpha\theta_b)`."""
+    r"""$\theta_b - \theta_a$ over the trainable leaves. With it,
+    `loss_line(f, model_a, direction_between(model_a, model_b), alphas)` is the linear
+    interpolation $L((1-\alpha)\theta_a + \alpha\theta_b)$."""
     params_a = _params(model_a, "direction_between")
     params_b = _params(model_b, "direction_between")
     check_matching(
@@ -137,7 +140,7 @@ def _check_chunk(chunk_size, owner: str) -> None:
 
 @eqx.filter_jit
 def _losses_at(loss_of_model, model, directions, points, chunk_size):
-    """``loss_of_model(θ + Σ_k points[:, k] d_k)`` for every row of ``points``."""
+    """`loss_of_model(θ + Σ_k points[:, k] d_k)` for every row of `points`."""
     params, static = eqx.partition(model, trainable_mask(model))
 
     def at(point):
@@ -167,17 +170,17 @@ def loss_line(
     *,
     chunk_size: int | None = None,
 ) -> Float[Array, " alphas"]:
-    r""":math:`f(\alpha_i) = L(\theta^* + \alpha_i\,\delta)` for each ``alphas[i]``.
+    r"""$f(\alpha_i) = L(\theta^* + \alpha_i\,\delta)$ for each `alphas[i]`.
 
     **Arguments:**
 
-    - ``loss_of_model``: ``model -> scalar``, deterministic (a fixed batch and key),
-      e.g. ``lambda m: sequence_loss(m, loss, xs, ys)[0]``.
-    - ``model``: the centre :math:`\theta^*`.
-    - ``direction``: :math:`\delta`, shaped like ``eqslax.trainable(model)``.
-    - ``alphas``: the coefficients, 1-D.
-    - ``chunk_size``: ``None`` evaluates every point at once with ``jax.vmap``; an int
-      evaluates that many at a time (``jax.lax.map``), bounding memory.
+    - `loss_of_model`: `model -> scalar`, deterministic (a fixed batch and key),
+      e.g. `lambda m: sequence_loss(m, loss, xs, ys)[0]`.
+    - `model`: the centre $\theta^*$.
+    - `direction`: $\delta$, shaped like `eqslax.trainable(model)`.
+    - `alphas`: the coefficients, 1-D.
+    - `chunk_size`: `None` evaluates every point at once with `jax.vmap`; an int
+      evaluates that many at a time (`jax.lax.map`), bounding memory.
     """
     owner = "loss_line"
     _check_direction(direction, _params(model, owner), "direction", owner)
@@ -197,11 +200,11 @@ def loss_surface(
     *,
     chunk_size: int | None = None,
 ) -> Float[Array, "alphas betas"]:
-    r""":math:`f(\alpha_i, \beta_j) = L(\theta^* + \alpha_i\,\delta + \beta_j\,\eta)` on
-    the grid ``alphas`` × ``betas``; ``surface[i, j]`` belongs to ``(alphas[i],
-    betas[j])`` (``indexing="ij"``; transpose it for ``matplotlib.contour``).
+    r"""$f(\alpha_i, \beta_j) = L(\theta^* + \alpha_i\,\delta + \beta_j\,\eta)$ on
+    the grid `alphas` × `betas`; `surface[i, j]` belongs to `(alphas[i],
+    betas[j])` (`indexing="ij"`; transpose it for `matplotlib.contour`).
 
-    Arguments as :func:`loss_line`; ``chunk_size`` counts grid points (Slax uses 100).
+    Arguments as `loss_line`; `chunk_size` counts grid points (Slax uses 100).
     """
     owner = "loss_surface"
     params = _params(model, owner)

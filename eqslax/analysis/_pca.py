@@ -1,13 +1,13 @@
 r"""Training trajectories in the plane of their two principal components
 (Li et al. 2018, §7).
 
-For checkpoints :math:`\theta_i` of one or several trajectories and a reference end
-point :math:`\theta_n`, the rows of :math:`M` are :math:`\theta_i - \theta_n`. The two
-leading right singular vectors :math:`u_1, u_2` of :math:`M - \bar M` (mean-centred, as
-PCA) span the plane; checkpoint :math:`i` sits at
-:math:`(\langle\theta_i - \theta_n, u_1\rangle, \langle\theta_i - \theta_n, u_2\rangle)`,
-so the reference is the origin and ``loss_surface`` around :math:`\theta_n` along
-:math:`u_1, u_2` is the landscape under the trajectories.
+For checkpoints $\theta_i$ of one or several trajectories and a reference end
+point $\theta_n$, the rows of $M$ are $\theta_i - \theta_n$. The two
+leading right singular vectors $u_1, u_2$ of $M - \bar M$ (mean-centred, as
+PCA) span the plane; checkpoint $i$ sits at
+$(\langle\theta_i - \theta_n, u_1\rangle, \langle\theta_i - \theta_n, u_2\rangle)$,
+so the reference is the origin and `loss_surface` around $\theta_n$ along
+$u_1, u_2$ is the landscape under the trajectories.
 """
 
 from collections.abc import Sequence
@@ -24,8 +24,8 @@ from .._parameters import trainable
 
 @jaxtyped(typechecker=beartype.beartype)
 def flatten_params(model: PyTree) -> Float[Array, " params"]:
-    """The trainable leaves of ``model`` (``eqslax.trainable``) as one vector, in
-    ``jax.flatten_util.ravel_pytree`` order."""
+    """The trainable leaves of `model` (`eqslax.trainable`) as one vector, in
+    `jax.flatten_util.ravel_pytree` order."""
     vector, _ = ravel_pytree(trainable(model))
     if vector.size == 0:
         raise ValueError("flatten_params: `model` has no trainable parameters.")
@@ -34,8 +34,8 @@ def flatten_params(model: PyTree) -> Float[Array, " params"]:
 
 @jaxtyped(typechecker=beartype.beartype)
 def unflatten_params(vector: Float[ArrayLike, " params"], model: PyTree) -> PyTree:
-    """The inverse of :func:`flatten_params`: a PyTree shaped like
-    ``eqslax.trainable(model)`` holding ``vector``."""
+    """The inverse of `flatten_params`: a PyTree shaped like
+    `eqslax.trainable(model)` holding `vector`."""
     template, unravel = ravel_pytree(trainable(model))
     vector = jnp.asarray(vector)
     if vector.shape != template.shape:
@@ -49,13 +49,13 @@ def unflatten_params(vector: Float[ArrayLike, " params"], model: PyTree) -> PyTr
 class TrajectoryPCA(eqx.Module):
     """The PCA plane of training trajectories.
 
-    - ``components``: ``(2, params)``, the unit directions :math:`u_1, u_2` as flat
-      vectors (:func:`flatten_params` order), each signed so that its largest-magnitude
+    - `components`: `(2, params)`, the unit directions $u_1, u_2$ as flat
+      vectors (`flatten_params` order), each signed so that its largest-magnitude
       entry is positive.
-    - ``directions``: the same as two PyTrees shaped like ``eqslax.trainable(model)``,
-      ready for :func:`loss_surface`; ``None`` when no model was given to shape them.
-    - ``explained_variance_ratio``: :math:`s_k^2 / \\sum_j s_j^2` for :math:`k = 1, 2`.
-    - ``coordinates``: one ``(steps, 2)`` array per trajectory.
+    - `directions`: the same as two PyTrees shaped like `eqslax.trainable(model)`,
+      ready for `loss_surface`; `None` when no model was given to shape them.
+    - `explained_variance_ratio`: $s_k^2 / \\sum_j s_j^2$ for $k = 1, 2$.
+    - `coordinates`: one `(steps, 2)` array per trajectory.
     """
 
     components: Float[Array, "2 params"]
@@ -69,7 +69,7 @@ def _is_vectors(x) -> bool:
 
 
 def _split_trajectories(trajectories) -> list:
-    """One trajectory (models or a ``(steps, params)`` array) or several, as a list."""
+    """One trajectory (models or a `(steps, params)` array) or several, as a list."""
     if _is_vectors(trajectories):
         return [trajectories]
     if not isinstance(trajectories, Sequence) or len(trajectories) == 0:
@@ -85,7 +85,7 @@ def _split_trajectories(trajectories) -> list:
 
 
 def _as_matrix(trajectory, index: int) -> tuple[Array, PyTree | None]:
-    """``(steps, params)`` and, if the trajectory holds models, its first model."""
+    """`(steps, params)` and, if the trajectory holds models, its first model."""
     if _is_vectors(trajectory):
         matrix = jnp.asarray(trajectory)
         if matrix.ndim != 2 or not jnp.issubdtype(matrix.dtype, jnp.floating):
@@ -107,7 +107,7 @@ def _as_vector(reference) -> Array:
 
 @eqx.filter_jit
 def _principal_plane(differences: tuple[Array, ...], keep: Array, center: bool):
-    """Leading two right singular vectors of the kept rows (centred if ``center``),
+    """Leading two right singular vectors of the kept rows (centred if `center`),
     their variance ratios, and every checkpoint's coordinates."""
     rows = jnp.concatenate(differences)
     weights = keep[:, None].astype(rows.dtype)
@@ -136,20 +136,20 @@ def trajectory_pca(
 
     **Arguments:**
 
-    - ``trajectories``: one trajectory or a list of them; a trajectory is a list of
-      models (checkpoints in order) or a ``(steps, params)`` array of
-      :func:`flatten_params` vectors.
-    - ``reference``: the end point :math:`\theta_n` (a model or a flat vector); default
+    - `trajectories`: one trajectory or a list of them; a trajectory is a list of
+      models (checkpoints in order) or a `(steps, params)` array of
+      `flatten_params` vectors.
+    - `reference`: the end point $\theta_n$ (a model or a flat vector); default
       the last checkpoint of the first trajectory. Several rules' trajectories are
       compared on one plane by fitting them together around a common reference (e.g.
       BPTT's final model).
-    - ``center``: subtract the mean row before the SVD (PCA, default) or not.
-    - ``model``: a template to shape ``directions`` when the trajectories are arrays.
+    - `center`: subtract the mean row before the SVD (PCA, default) or not.
+    - `model`: a template to shape `directions` when the trajectories are arrays.
 
     Rows equal to the reference carry no direction and are left out of the fit (the
-    :math:`i = 0..n-1` of Li et al.); every checkpoint still gets coordinates. Since
-    :math:`u_1, u_2` are orthonormal, these coordinates are also the least-squares
-    coefficients of :math:`\theta_i - \theta_n` on :math:`[u_1\ u_2]`.
+    $i = 0..n-1$ of Li et al.); every checkpoint still gets coordinates. Since
+    $u_1, u_2$ are orthonormal, these coordinates are also the least-squares
+    coefficients of $\theta_i - \theta_n$ on $[u_1\ u_2]$.
     """
     owner = "trajectory_pca"
     pairs = [_as_matrix(t, k) for k, t in enumerate(_split_trajectories(trajectories))]
@@ -204,8 +204,8 @@ def trajectory_grid(
     margin: float = 1.05,
 ) -> tuple[Float[Array, " num"], Float[Array, " num"]]:
     r"""A symmetric grid that holds every trajectory:
-    ``linspace(-m·max|x|, m·max|x|, num)`` for each axis, with ``m = margin``.
-    Returns ``(alphas, betas)`` for :func:`loss_surface`."""
+    `linspace(-m·max|x|, m·max|x|, num)` for each axis, with `m = margin`.
+    Returns `(alphas, betas)` for `loss_surface`."""
     if num < 2:
         raise ValueError(f"trajectory_grid: `num` must be at least 2, got {num}.")
     if not margin > 0:

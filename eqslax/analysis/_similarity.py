@@ -1,14 +1,15 @@
 r"""How alike two gradients are: cosine similarity and norm ratio, per parameter, per
 layer and over the whole model.
 
-For flattened gradients :math:`a, b`:
+For flattened gradients $a, b$:
 
-.. math::
-    \cos(a, b) = \frac{a \cdot b}{\max(\lVert a\rVert, \epsilon)\,\max(\lVert b\rVert, \epsilon)},
-    \qquad r(a, b) = \frac{\lVert a\rVert}{\max(\lVert b\rVert, \epsilon)}
+$$
+\cos(a, b) = \frac{a \cdot b}{\max(\lVert a\rVert, \epsilon)\,\max(\lVert b\rVert, \epsilon)},
+\qquad r(a, b) = \frac{\lVert a\rVert}{\max(\lVert b\rVert, \epsilon)}
+$$
 
-The floors make a zero gradient compare as :math:`\cos = 0` (and :math:`r = 0` when
-:math:`a = 0`) instead of NaN, and leave every other value exact.
+The floors make a zero gradient compare as $\cos = 0$ (and $r = 0$ when
+$a = 0$) instead of NaN, and leave every other value exact.
 """
 
 import beartype
@@ -22,17 +23,17 @@ ROOT = "(model)"
 
 
 def leaves_by_path(tree: PyTree) -> dict[str, Array]:
-    """The array leaves of ``tree`` keyed by their path (``".layers[0].weight"``), in
+    """The array leaves of `tree` keyed by their path (`".layers[0].weight"`), in
     flattening order. Non-array leaves (static numbers, functions) are skipped."""
     leaves = jtu.tree_leaves_with_path(eqx.filter(tree, eqx.is_array))
     return {(jtu.keystr(path) or ROOT): leaf for path, leaf in leaves}
 
 
 def layers_by_path(tree: PyTree) -> dict[str, str]:
-    """``{parameter path: layer path}``. A parameter's layer is its path up to the first
-    sequence index (``.layers[0].weight`` -> ``.layers[0]``: the top-level layer of a
-    ``Connect``); without an index, the module holding it (``.recurrent.weight`` ->
-    ``.recurrent``)."""
+    """`{parameter path: layer path}`. A parameter's layer is its path up to the first
+    sequence index (`.layers[0].weight` -> `.layers[0]`: the top-level layer of a
+    `Connect`); without an index, the module holding it (`.recurrent.weight` ->
+    `.recurrent`)."""
     out = {}
     for path, _ in jtu.tree_leaves_with_path(eqx.filter(tree, eqx.is_array)):
         index = next((k for k, key in enumerate(path) if isinstance(key, jtu.SequenceKey)), None)
@@ -45,7 +46,7 @@ def check_matching(
     a: dict[str, Array], b: dict[str, Array], first: str, second: str, owner: str
 ) -> None:
     """Raise a ValueError naming every path present in only one of the trees (called
-    ``first`` and ``second`` in the message) or shaped differently in the two."""
+    `first` and `second` in the message) or shaped differently in the two."""
     only_a = [p for p in a if p not in b]
     only_b = [p for p in b if p not in a]
     shapes = [
@@ -71,13 +72,13 @@ def check_matching(
 
 
 class GradientComparison(eqx.Module):
-    r"""Cosine similarity :math:`\cos(a, b)` and norm ratio :math:`\lVert a\rVert /
-    \lVert b\rVert` of two gradients, over the whole model (``global_*``, all leaves
-    concatenated), per layer (``layer_*``, ordered as ``layer_names``) and per parameter
-    (``parameter_*``, ordered as ``parameter_names``).
+    r"""Cosine similarity $\cos(a, b)$ and norm ratio $\lVert a\rVert /
+    \lVert b\rVert$ of two gradients, over the whole model (`global_*`, all leaves
+    concatenated), per layer (`layer_*`, ordered as `layer_names`) and per parameter
+    (`parameter_*`, ordered as `parameter_names`).
 
     The global cosine is dominated by the largest-norm layer; read the per-layer values
-    too. ``str(comparison)`` is a table; ``to_dict()`` gives plain floats.
+    too. `str(comparison)` is a table; `to_dict()` gives plain floats.
     """
 
     parameter_names: tuple[str, ...] = eqx.field(static=True)
@@ -91,14 +92,14 @@ class GradientComparison(eqx.Module):
     global_ratio: Float[Array, ""]
 
     def layer(self, name: str) -> tuple[float, float]:
-        """``(cosine, ratio)`` of one layer, e.g. ``comparison.layer(".layers[0]")``."""
+        """`(cosine, ratio)` of one layer, e.g. `comparison.layer(".layers[0]")`."""
         if name not in self.layer_names:
             raise KeyError(f"GradientComparison: no layer {name!r}; layers: {self.layer_names}.")
         index = self.layer_names.index(name)
         return float(self.layer_cosine[index]), float(self.layer_ratio[index])
 
     def to_dict(self) -> dict[str, dict]:
-        """``{"global": {"cosine", "ratio"}, "layers": {name: {...}}, "parameters": {...}}``."""
+        """`{"global": {"cosine", "ratio"}, "layers": {name: {...}}, "parameters": {...}}`."""
 
         def table(names, cosines, ratios):
             return {
@@ -130,15 +131,15 @@ class GradientComparison(eqx.Module):
 
 @jaxtyped(typechecker=beartype.beartype)
 def cosine_similarity(grads_a: PyTree, grads_b: PyTree, eps: float = 1e-12) -> GradientComparison:
-    r"""Compare two gradients shaped alike (e.g. two rules' ``grad`` on one batch).
+    r"""Compare two gradients shaped alike (e.g. two rules' `grad` on one batch).
 
     Leaves are matched by their path in the tree, not by position, and grouped into
-    layers by their top-level layer (``.layers[k]`` of a :class:`eqslax.Connect`). See
-    the module docstring for :math:`\cos` and the ratio; ``eps`` is the norm floor.
+    layers by their top-level layer (`.layers[k]` of a `eqslax.Connect`). See
+    the module docstring for $\cos$ and the ratio; `eps` is the norm floor.
 
-    **Returns:** a :class:`GradientComparison`. Works under ``jax.jit``.
+    **Returns:** a `GradientComparison`. Works under `jax.jit`.
 
-    **Raises:** ``ValueError`` naming the paths when the two trees differ.
+    **Raises:** `ValueError` naming the paths when the two trees differ.
     """
     if not eps > 0:
         raise ValueError(f"cosine_similarity: `eps` must be positive, got {eps}.")
@@ -168,7 +169,7 @@ def cosine_similarity(grads_a: PyTree, grads_b: PyTree, eps: float = 1e-12) -> G
 
 @eqx.filter_jit
 def _compare(a: tuple, b: tuple, groups: tuple, eps: float):
-    """``(cosines, ratios)`` per leaf, per group of leaves and over all leaves. A group's
+    """`(cosines, ratios)` per leaf, per group of leaves and over all leaves. A group's
     inner products are sums of its leaves' ones, as if the leaves were concatenated."""
     sums = jnp.stack(
         [jnp.stack([jnp.vdot(x, y), jnp.vdot(x, x), jnp.vdot(y, y)]) for x, y in zip(a, b)]
@@ -192,9 +193,9 @@ def _check_rule(rule, name: str, owner: str) -> None:
 
 
 def gradient_similarity(rule, reference, model, loss, xs, ys) -> GradientComparison:
-    """Compare ``rule.grad`` with ``reference.grad`` (e.g. ``eqslax.BPTT()``) at the
-    same parameters on the same batch (``xs`` (batch, time, *in), ``ys`` (batch,)).
-    ``grads_a`` is the rule's gradient, so the ratio is ‖rule‖ / ‖reference‖."""
+    """Compare `rule.grad` with `reference.grad` (e.g. `eqslax.BPTT()`) at the
+    same parameters on the same batch (`xs` (batch, time, *in), `ys` (batch,)).
+    `grads_a` is the rule's gradient, so the ratio is ‖rule‖ / ‖reference‖."""
     _check_rule(rule, "rule", "gradient_similarity")
     _check_rule(reference, "reference", "gradient_similarity")
     return cosine_similarity(rule.grad(model, loss, xs, ys), reference.grad(model, loss, xs, ys))
@@ -204,17 +205,19 @@ class SimilarityRecorder:
     """Records, during training, how a rule's gradient compares with a reference rule's.
 
     Call it every step inside the training loop; it compares the two gradients on that
-    step's batch at the current parameters when ``step % every == 0`` (or when ``step``
-    is in ``steps``), and keeps the results::
+    step's batch at the current parameters when `step % every == 0` (or when `step`
+    is in `steps`), and keeps the results:
 
-        recorder = SimilarityRecorder(eqslax.BPTT(), every=10)  # BPTT vs itself: 1
-        for step, (xs, ys) in enumerate(batches):
-            recorder(step, model, loss, xs, ys)
-            model, state, _, _ = train_step(model, state, xs, ys)
-        eqslax.plot.similarity_curves(recorder.steps, recorder.layer_curves())
+    ```python
+    recorder = SimilarityRecorder(eqslax.BPTT(), every=10)  # BPTT vs itself: 1
+    for step, (xs, ys) in enumerate(batches):
+        recorder(step, model, loss, xs, ys)
+        model, state, _, _ = train_step(model, state, xs, ys)
+    eqslax.plot.similarity_curves(recorder.steps, recorder.layer_curves())
+    ```
 
-    **Arguments:** ``rule``; ``reference`` (default ``eqslax.BPTT()``); ``every`` or an
-    explicit collection of ``steps``.
+    **Arguments:** `rule`; `reference` (default `eqslax.BPTT()`); `every` or an
+    explicit collection of `steps`.
     """
 
     def __init__(self, rule, reference=None, *, every: int = 1, steps=None):
@@ -232,11 +235,11 @@ class SimilarityRecorder:
         self.comparisons: list[GradientComparison] = []
 
     def wants(self, step: int) -> bool:
-        """Whether ``step`` is one of the recorded steps."""
+        """Whether `step` is one of the recorded steps."""
         return step in self.chosen if self.chosen is not None else step % self.every == 0
 
     def __call__(self, step: int, model, loss, xs, ys) -> GradientComparison | None:
-        """Compare at ``step`` if it is a recorded step; returns the comparison or ``None``."""
+        """Compare at `step` if it is a recorded step; returns the comparison or `None`."""
         if not self.wants(step):
             return None
         # Each rule's `grad` is jitted already; the comparison itself is cheap.
@@ -246,7 +249,7 @@ class SimilarityRecorder:
         return comparison
 
     def layer_curves(self) -> dict[str, np.ndarray]:
-        """``{layer name: cosine at each recorded step}``, for plotting."""
+        """`{layer name: cosine at each recorded step}`, for plotting."""
         if not self.comparisons:
             return {}
         cosines = np.stack([np.asarray(c.layer_cosine) for c in self.comparisons])

@@ -1,4 +1,4 @@
-"""``eqslax compare``: train the same model with several learning rules over several
+"""`eqslax compare`: train the same model with several learning rules over several
 seeds and report how they differ (accuracy with confidence intervals, updates, time,
 memory, gradient similarity to BPTT, loss landscape).
 

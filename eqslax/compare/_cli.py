@@ -1,5 +1,5 @@
-"""``eqslax compare`` on the command line: the built-in Randman experiment from flags, or
-any experiment from a TOML file (``--config``)."""
+"""`eqslax compare` on the command line: the built-in Randman experiment from flags, or
+any experiment from a TOML file (`--config`)."""
 
 import sys
 

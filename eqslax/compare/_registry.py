@@ -1,8 +1,10 @@
-"""The learning rules ``eqslax compare`` knows: one place for each rule's name, driver
+"""The learning rules `eqslax compare` knows: one place for each rule's name, driver
 and defaults. A user rule is registered in one line and is then usable by name from
-Python and from a TOML experiment::
+Python and from a TOML experiment:
 
-    eqslax.compare.register_rule("mine", MyRule, driver="online", lr=2e-3)
+```python
+eqslax.compare.register_rule("mine", MyRule, driver="online", lr=2e-3)
+```
 """
 
 from collections.abc import Callable
@@ -27,15 +29,15 @@ from .._rules import (
 )
 
 DRIVERS = ("offline", "online", "deferred", "fptt")
-"""How a rule's gradient becomes parameter updates: ``offline`` (one update per batch,
-:func:`eqslax.train_offline`), ``online`` (one update per time step,
-:func:`eqslax.train_online`), ``deferred`` (an online rule's step gradients summed and
-applied once per batch, :func:`eqslax.train_online_deferred`), ``fptt`` (one update per
-segment, :func:`eqslax.train_fptt`)."""
+"""How a rule's gradient becomes parameter updates: `offline` (one update per batch,
+`eqslax.train_offline`), `online` (one update per time step,
+`eqslax.train_online`), `deferred` (an online rule's step gradients summed and
+applied once per batch, `eqslax.train_online_deferred`), `fptt` (one update per
+segment, `eqslax.train_fptt`)."""
 
 
 class Rule(eqx.Module):
-    """A learning rule as ``eqslax.compare`` trains it.
+    """A learning rule as `eqslax.compare` trains it.
 
     **Arguments:**
 
@@ -170,7 +172,7 @@ def rule(
 
 
 def make_rule(name: str) -> tuple[AbstractLearningRule, str]:
-    """The rule called ``name`` and its driver; a clear error for unknown names."""
+    """The rule called `name` and its driver; a clear error for unknown names."""
     spec = rule(name)
     return spec.rule, spec.driver
 

@@ -16,10 +16,10 @@ from ._registry import rule
 
 @dataclasses.dataclass(frozen=True)
 class CompareConfig:
-    """What ``eqslax compare`` runs without a TOML file: Randman, a
-    ``units-hidden-classes`` network (LIF hidden layer, leaky-integrator readout), the
-    per-step loss (:class:`eqslax.PerStep`), Adam with ``lr`` for offline rules and
-    ``online_lr`` for online ones. Seed ``seed + i`` initialises seed ``i``'s model."""
+    """What `eqslax compare` runs without a TOML file: Randman, a
+    `units-hidden-classes` network (LIF hidden layer, leaky-integrator readout), the
+    per-step loss (`eqslax.PerStep`), Adam with `lr` for offline rules and
+    `online_lr` for online ones. Seed `seed + i` initialises seed `i`'s model."""
 
     rules: tuple[str, ...] = ("bptt", "rtrl", "ostl", "eprop")
     encoding: str = "time"
@@ -59,7 +59,7 @@ def config_rules(config: CompareConfig):
 
 
 def run_comparison(config: CompareConfig, *, progress: bool = True) -> CompareResult:
-    """Train each rule of ``config`` on Randman and gather every number the report uses."""
+    """Train each rule of `config` on Randman and gather every number the report uses."""
     from ..data import randman
 
     specs = config_rules(config)  # unknown names fail here, before any work

@@ -52,7 +52,7 @@ def stack(trees):
 
 
 def unstack(tree, index: int):
-    """Member `index` of a tree stacked by :func:`stack`."""
+    """Member `index` of a tree stacked by `stack`."""
     arrays, static = eqx.partition(tree, eqx.is_array)
     return eqx.combine(jtu.tree_map(lambda x: x[index], arrays), static)
 

@@ -1,19 +1,19 @@
-r"""Bridges between eqslax and Flax, both ways (needs ``pip install "eqslax[flax]"``).
+r"""Bridges between eqslax and Flax, both ways (needs `pip install "eqslax[flax]"`).
 
-**eqslax -> Flax.** :class:`LinenCell` (``flax.linen``) and :class:`NNXCell`
-(``flax.nnx``) make an eqslax neuron or ``Connect`` an RNN cell for ``linen.RNN`` /
-``nnx.RNN``. Its trainable leaves (:func:`eqslax.trainable_mask`) become Flax parameters,
-named by their path (:func:`to_flax_params`); frozen leaves and structure stay constants.
+**eqslax -> Flax.** `LinenCell` (`flax.linen`) and `NNXCell`
+(`flax.nnx`) make an eqslax neuron or `Connect` an RNN cell for `linen.RNN` /
+`nnx.RNN`. Its trainable leaves (`eqslax.trainable_mask`) become Flax parameters,
+named by their path (`to_flax_params`); frozen leaves and structure stay constants.
 The carry is the eqslax state record with batch axes in front; a batched input is
-stepped with ``jax.vmap`` over its leading axes, since eqslax modules are unbatched.
+stepped with `jax.vmap` over its leading axes, since eqslax modules are unbatched.
 
-**Flax -> eqslax.** :class:`FlaxNeuron` (a linen cell) and :class:`NNXNeuron` (an NNX
+**Flax -> eqslax.** `FlaxNeuron` (a linen cell) and `NNXNeuron` (an NNX
 cell) are eqslax neurons: the Flax parameters are trainable leaves, the carry is the
-state (:class:`FlaxState`), shapes are given or inferred with ``jax.eval_shape``. Cells
+state (`FlaxState`), shapes are given or inferred with `jax.eval_shape`. Cells
 with hidden mutable state (batch statistics, RNG counters) are rejected when wrapped.
 
-Round trip: ``from_flax_params(model, to_flax_params(model))`` is ``model``, and
-``FlaxNeuron(LinenCell(model), params=to_flax_params(model))`` computes what ``model``
+Round trip: `from_flax_params(model, to_flax_params(model))` is `model`, and
+`FlaxNeuron(LinenCell(model), params=to_flax_params(model))` computes what `model`
 computes.
 """
 

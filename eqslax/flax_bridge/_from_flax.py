@@ -18,8 +18,8 @@ from ._to_flax import LinenCell, NNXCell
 
 
 class FlaxState(eqx.Module):
-    """State of a :class:`FlaxNeuron` or :class:`NNXNeuron`: the wrapped cell's carry,
-    unbatched (for ``LSTMCell``, the tuple ``(c, h)``)."""
+    """State of a `FlaxNeuron` or `NNXNeuron`: the wrapped cell's carry,
+    unbatched (for `LSTMCell`, the tuple `(c, h)`)."""
 
     carry: PyTree
 
@@ -40,7 +40,7 @@ def _resolve_in_shape(cell: Any, in_shape: Any, owner: str) -> tuple[int, ...]:
 
 def _check_step_shapes(carry, new_carry, y, out_shape, owner: str) -> tuple[int, ...]:
     """A step must return a carry of the structure and shapes it received (so that it can
-    be scanned) and, when ``out_shape`` is given, an output of that shape."""
+    be scanned) and, when `out_shape` is given, an output of that shape."""
     same_structure = jtu.tree_structure(carry) == jtu.tree_structure(new_carry)
     if not same_structure or any(
         jnp.shape(a) != jnp.shape(b)
@@ -63,31 +63,31 @@ def _as_arrays(tree: PyTree) -> PyTree:
 
 
 class FlaxNeuron(AbstractNeuron):
-    r"""A ``flax.linen`` RNN cell as an eqslax neuron: :math:`(h_t, y_t) = f_\theta(h_{t-1}, x_t)`.
+    r"""A `flax.linen` RNN cell as an eqslax neuron: $(h_t, y_t) = f_\theta(h_{t-1}, x_t)$.
 
-    Any cell with the ``linen.RNNCellBase`` protocol will do: ``linen.LSTMCell``,
-    ``linen.GRUCell``, or a spiking cell written in Flax style with an explicit carry.
+    Any cell with the `linen.RNNCellBase` protocol will do: `linen.LSTMCell`,
+    `linen.GRUCell`, or a spiking cell written in Flax style with an explicit carry.
 
-    **Parameters.** ``params`` is the cell's Flax ``params`` collection (a nested dict),
+    **Parameters.** `params` is the cell's Flax `params` collection (a nested dict),
     held as array leaves of this module: every floating leaf is trainable, so eqslax
-    rules, ``eqx.apply_updates`` and optax train it like any eqslax parameter. A step is
-    ``cell.apply({"params": params}, carry, x)``.
+    rules, `eqx.apply_updates` and optax train it like any eqslax parameter. A step is
+    `cell.apply({"params": params}, carry, x)`.
 
-    **Carry.** The state is :class:`FlaxState` holding the cell's carry for one unbatched
-    sample; ``init_state()`` is ``cell.initialize_carry(jax.random.key(carry_seed),
-    in_shape)``, called on the unbound cell.
+    **Carry.** The state is `FlaxState` holding the cell's carry for one unbatched
+    sample; `init_state()` is `cell.initialize_carry(jax.random.key(carry_seed),
+    in_shape)`, called on the unbound cell.
 
-    **Batching.** The cell is called with unbatched inputs of shape ``in_shape`` (Flax
+    **Batching.** The cell is called with unbatched inputs of shape `in_shape` (Flax
     cells treat leading axes as batch axes, so none is the usual case); batches come from
-    ``jax.vmap`` like for every eqslax neuron.
+    `jax.vmap` like for every eqslax neuron.
 
-    **Rejected cells.** A cell whose call changes Flax variables other than ``params``
-    (``batch_stats`` of ``BatchNorm``, ``intermediates`` from ``sow``, counters) or needs
-    PRNG streams at apply time (``Dropout``) has hidden state that an explicit-state step
-    cannot carry; such cells raise ``ValueError`` when wrapped.
+    **Rejected cells.** A cell whose call changes Flax variables other than `params`
+    (`batch_stats` of `BatchNorm`, `intermediates` from `sow`, counters) or needs
+    PRNG streams at apply time (`Dropout`) has hidden state that an explicit-state step
+    cannot carry; such cells raise `ValueError` when wrapped.
 
-    ``elementwise`` is ``False``: the bridge cannot know the cell's Jacobian structure.
-    Forward-mode (``jax.jvp``, RTRL) and reverse-mode differentiation both go through.
+    `elementwise` is `False`: the bridge cannot know the cell's Jacobian structure.
+    Forward-mode (`jax.jvp`, RTRL) and reverse-mode differentiation both go through.
     """
 
     elementwise: ClassVar[bool] = False
@@ -109,17 +109,17 @@ class FlaxNeuron(AbstractNeuron):
     ):
         """**Arguments:**
 
-        - ``cell``: a ``flax.linen`` RNN cell (``initialize_carry(rng, input_shape)`` and
-          ``__call__(carry, x) -> (carry, y)``).
-        - ``in_shape``: shape of one unbatched step's input, e.g. ``(16,)``; inferred only
-          for a :class:`LinenCell`.
-        - ``params``: the cell's ``params`` collection (e.g. ``variables["params"]`` from
-          ``cell.init``, or ``["params"]["cell"]`` from a ``linen.RNN``); default:
-          initialised with ``key``.
-        - ``key``: PRNG key for ``cell.init``; required when ``params`` is not given.
-        - ``out_shape``: checked against the output shape inferred with
-          ``jax.eval_shape`` (default: inferred).
-        - ``carry_seed``: seed of the key passed to ``initialize_carry`` (default 0).
+        - `cell`: a `flax.linen` RNN cell (`initialize_carry(rng, input_shape)` and
+          `__call__(carry, x) -> (carry, y)`).
+        - `in_shape`: shape of one unbatched step's input, e.g. `(16,)`; inferred only
+          for a `LinenCell`.
+        - `params`: the cell's `params` collection (e.g. `variables["params"]` from
+          `cell.init`, or `["params"]["cell"]` from a `linen.RNN`); default:
+          initialised with `key`.
+        - `key`: PRNG key for `cell.init`; required when `params` is not given.
+        - `out_shape`: checked against the output shape inferred with
+          `jax.eval_shape` (default: inferred).
+        - `carry_seed`: seed of the key passed to `initialize_carry` (default 0).
         """
         owner = "FlaxNeuron"
         if not isinstance(cell, linen.Module):
@@ -153,7 +153,7 @@ class FlaxNeuron(AbstractNeuron):
 
     @staticmethod
     def _variables(cell, carry, x, key, params, owner) -> PyTree:
-        """The ``params`` collection, after checking that ``init`` creates nothing else."""
+        """The `params` collection, after checking that `init` creates nothing else."""
         if params is None and key is None:
             raise ValueError(f"{owner}: pass `params`, or `key` to initialise them.")
         try:
@@ -186,7 +186,7 @@ class FlaxNeuron(AbstractNeuron):
 
     @property
     def cell(self) -> linen.Module:
-        """The wrapped ``flax.linen`` cell (unbound)."""
+        """The wrapped `flax.linen` cell (unbound)."""
         return self.cell_holder.value
 
     @property
@@ -208,26 +208,26 @@ class FlaxNeuron(AbstractNeuron):
 
 
 class NNXNeuron(AbstractNeuron):
-    r"""A ``flax.nnx`` RNN cell as an eqslax neuron: :math:`(h_t, y_t) = f_\theta(h_{t-1}, x_t)`.
+    r"""A `flax.nnx` RNN cell as an eqslax neuron: $(h_t, y_t) = f_\theta(h_{t-1}, x_t)$.
 
-    The module must follow the ``nnx.RNNCellBase`` protocol
-    (``initialize_carry(input_shape, rngs)``, ``__call__(carry, x) -> (carry, y)``), as
-    ``nnx.LSTMCell``, ``nnx.GRUCell`` and :class:`NNXCell` do.
+    The module must follow the `nnx.RNNCellBase` protocol
+    (`initialize_carry(input_shape, rngs)`, `__call__(carry, x) -> (carry, y)`), as
+    `nnx.LSTMCell`, `nnx.GRUCell` and `NNXCell` do.
 
-    **Parameters.** ``nnx.split(module, nnx.Param)`` separates the module into its graph
-    definition (static here) and its ``nnx.Param`` values, held as ``params``: the pure
-    nested dict of ``nnx.state(module, nnx.Param).to_pure_dict()``, every floating leaf
-    trainable. A step merges them back (``nnx.merge``) and calls the module; the module
-    given is never mutated. :meth:`to_nnx` returns a module with the current values.
+    **Parameters.** `nnx.split(module, nnx.Param)` separates the module into its graph
+    definition (static here) and its `nnx.Param` values, held as `params`: the pure
+    nested dict of `nnx.state(module, nnx.Param).to_pure_dict()`, every floating leaf
+    trainable. A step merges them back (`nnx.merge`) and calls the module; the module
+    given is never mutated. `to_nnx` returns a module with the current values.
 
-    **Carry.** The state is :class:`FlaxState` with the module's carry for one unbatched
-    sample, from ``initialize_carry(in_shape, nnx.Rngs(carry_seed))``.
+    **Carry.** The state is `FlaxState` with the module's carry for one unbatched
+    sample, from `initialize_carry(in_shape, nnx.Rngs(carry_seed))`.
 
-    **Batching.** Unbatched inputs of shape ``in_shape``; batches by ``jax.vmap``.
+    **Batching.** Unbatched inputs of shape `in_shape`; batches by `jax.vmap`.
 
-    **Rejected modules.** Any NNX state that is not an ``nnx.Param`` (``BatchStat`` of
-    ``BatchNorm``, the ``RngState`` that ``Dropout`` or ``Rngs`` attributes advance,
-    caches, plain ``nnx.Variable``\ s) raises ``ValueError`` when wrapping: a call could
+    **Rejected modules.** Any NNX state that is not an `nnx.Param` (`BatchStat` of
+    `BatchNorm`, the `RngState` that `Dropout` or `Rngs` attributes advance,
+    caches, plain `nnx.Variable`s) raises `ValueError` when wrapping: a call could
     mutate it, and an explicit-state step would silently lose the change.
     """
 
@@ -248,11 +248,11 @@ class NNXNeuron(AbstractNeuron):
     ):
         """**Arguments:**
 
-        - ``module``: an ``nnx`` RNN cell; its ``nnx.Param`` values are copied.
-        - ``in_shape``: shape of one unbatched step's input; inferred only for an
-          :class:`NNXCell`.
-        - ``out_shape``: checked against the inferred output shape (default: inferred).
-        - ``carry_seed``: seed of the ``nnx.Rngs`` passed to ``initialize_carry``.
+        - `module`: an `nnx` RNN cell; its `nnx.Param` values are copied.
+        - `in_shape`: shape of one unbatched step's input; inferred only for an
+          `NNXCell`.
+        - `out_shape`: checked against the inferred output shape (default: inferred).
+        - `carry_seed`: seed of the `nnx.Rngs` passed to `initialize_carry`.
         """
         owner = "NNXNeuron"
         if not isinstance(module, nnx.Module):
@@ -293,7 +293,7 @@ class NNXNeuron(AbstractNeuron):
         self.shapes = (in_shape, _check_step_shapes(carry, new_carry, y, out_shape, owner))
 
     def to_nnx(self) -> nnx.Module:
-        """A new NNX module with the current ``params`` (e.g. after eqslax training)."""
+        """A new NNX module with the current `params` (e.g. after eqslax training)."""
         return nnx.merge(self.graphdef, self.params)
 
     @property

@@ -1,7 +1,7 @@
 """The one naming of an eqslax model's trainable leaves that both Flax APIs see.
 
-A trainable leaf (per :func:`eqslax.trainable_mask`) at the PyTree path
-``model.layers[2].weight`` becomes the Flax parameter ``params["layers"]["2"]["weight"]``:
+A trainable leaf (per `eqslax.trainable_mask`) at the PyTree path
+`model.layers[2].weight` becomes the Flax parameter `params["layers"]["2"]["weight"]`:
 attribute names, sequence indices and dict keys, each as a string, nested in that order.
 Every other leaf (frozen parameters, surrogate hyperparameters, integer arrays) and all
 static structure stay with the eqslax model and are never Flax parameters.
@@ -42,7 +42,7 @@ def check_model(model: Any, owner: str) -> None:
 
 
 def _trainable_leaves(model: AbstractNeuron):
-    """``(names, leaves, treedef, rest)``: the trainable leaves in flattening order."""
+    """`(names, leaves, treedef, rest)`: the trainable leaves in flattening order."""
     mask = trainable_mask(model)
     trainable, rest = eqx.partition(model, mask)
     with_paths, treedef = jtu.tree_flatten_with_path(trainable)
@@ -52,11 +52,11 @@ def _trainable_leaves(model: AbstractNeuron):
 
 
 def to_flax_params(model: AbstractNeuron) -> dict[str, Any]:
-    """The trainable leaves of ``model`` as the nested dict of Flax parameters.
+    """The trainable leaves of `model` as the nested dict of Flax parameters.
 
-    ``to_flax_params(model)["layers"]["0"]["weight"] is model.layers[0].weight``; a model
-    without trainable leaves gives ``{}``. This is what :class:`LinenCell` initialises its
-    ``params`` to and what :class:`NNXCell` holds as ``nnx.Param``\\ s.
+    `to_flax_params(model)["layers"]["0"]["weight"] is model.layers[0].weight`; a model
+    without trainable leaves gives `{}`. This is what `LinenCell` initialises its
+    `params` to and what `NNXCell` holds as `nnx.Param`s.
     """
     check_model(model, "to_flax_params")
     names, leaves, _, _ = _trainable_leaves(model)
@@ -87,12 +87,12 @@ def _flat_names(params: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ..
 
 
 def from_flax_params(model: AbstractNeuron, params: PyTree) -> AbstractNeuron:
-    """``model`` with its trainable leaves replaced by ``params`` (the inverse mapping).
+    """`model` with its trainable leaves replaced by `params` (the inverse mapping).
 
-    ``params`` is a nested dict laid out as :func:`to_flax_params` lays it out (a Flax
-    ``params`` collection or ``FrozenDict`` will do). Every trainable leaf must be present
-    with its shape; nothing else may be. The result keeps the dtypes of ``params`` (so a
-    gradient dict gives a gradient-valued model), and every other leaf of ``model``.
+    `params` is a nested dict laid out as `to_flax_params` lays it out (a Flax
+    `params` collection or `FrozenDict` will do). Every trainable leaf must be present
+    with its shape; nothing else may be. The result keeps the dtypes of `params` (so a
+    gradient dict gives a gradient-valued model), and every other leaf of `model`.
     """
     check_model(model, "from_flax_params")
     if not hasattr(params, "items"):

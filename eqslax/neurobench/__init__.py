@@ -1,23 +1,23 @@
 """NeuroBench (Yik et al. 2025) for eqslax models: the harness, its metrics and data sets.
 
 Follows NeuroBench 2.x's names and counting rules, re-implemented for JAX: activity is
-read from :func:`eqslax.record` instead of PyTorch hooks.
+read from `eqslax.record` instead of PyTorch hooks.
 
-.. code-block:: python
+```python
+from eqslax import neurobench as nb
 
-    from eqslax import neurobench as nb
+bench = nb.Benchmark(
+    model, data, postprocessors=[nb.ChooseMaxCount()],
+    metrics=[[nb.Footprint, nb.ConnectionSparsity],
+             [nb.ClassificationAccuracy, nb.SynapticOperations]],
+)
+results = bench.run()  # {"Footprint": ..., "SynapticOperations": {...}, ...}
+```
 
-    bench = nb.Benchmark(
-        model, data, postprocessors=[nb.ChooseMaxCount()],
-        metrics=[[nb.Footprint, nb.ConnectionSparsity],
-                 [nb.ClassificationAccuracy, nb.SynapticOperations]],
-    )
-    results = bench.run()  # {"Footprint": ..., "SynapticOperations": {...}, ...}
-
-Data: any iterable of ``(xs, ys)`` batches, ``xs`` (batch, time, *in); a split with
-``test_x``/``test_y`` such as :func:`eqslax.data.randman`; :class:`SHDBatches` or
-:func:`load_shd` for the Spiking Heidelberg Digits from a local file (needs ``h5py``);
-:func:`mackey_glass` for the chaotic forecasting task.
+Data: any iterable of `(xs, ys)` batches, `xs` (batch, time, *in); a split with
+`test_x`/`test_y` such as `eqslax.data.randman`; `SHDBatches` or
+`load_shd` for the Spiking Heidelberg Digits from a local file (needs `h5py`);
+`mackey_glass` for the chaotic forecasting task.
 """
 
 from ._activity import (

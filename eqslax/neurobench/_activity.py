@@ -1,11 +1,11 @@
 """What one run of a model did, layer by layer: the input of every linear map (synapses)
-and the output and membrane of every neuron, read from :func:`eqslax.record`.
+and the output and membrane of every neuron, read from `eqslax.record`.
 
 JAX has no forward hooks, so the inputs NeuroBench's hooks would see are rebuilt from the
-recording: the input of layer :math:`k` of a :class:`~eqslax.Connect` is the output of
-layer :math:`k-1` (or the network input) plus every ``cat`` projection into it, and each
+recording: the input of layer $k$ of a `Connect` is the output of
+layer $k-1$ (or the network input) plus every `cat` projection into it, and each
 projection reads its source's output at the same step (skip edge) or at the previous step
-(recurrent edge, zeros at the first step). A nested ``Connect`` is recorded again on the
+(recurrent edge, zeros at the first step). A nested `Connect` is recorded again on the
 input rebuilt for it, so graphs of any depth are covered.
 """
 
@@ -22,8 +22,8 @@ from .._connect import Connect
 from .._neurons import LTC, RLIF, AbstractNeuron
 from .._simulate import record
 
-# The stateless activations NeuroBench hooks (``nn.ReLU``, ``nn.Sigmoid``), written as
-# ``eqx.nn.Lambda(jax.nn.relu)`` in a Connect. Other Lambdas (reshapes, ...) are ignored.
+# The stateless activations NeuroBench hooks (`nn.ReLU`, `nn.Sigmoid`), written as
+# `eqx.nn.Lambda(jax.nn.relu)` in a Connect. Other Lambdas (reshapes, ...) are ignored.
 ACTIVATION_FUNCTIONS = (jax.nn.relu, jax.nn.sigmoid)
 
 # Layers whose weights are connections (NeuroBench: Linear and Conv1d/2d/3d).
@@ -41,8 +41,8 @@ LTC_WEIGHTS = (
 class LinearMap(eqx.Module):
     """One set of synapses and what entered it at every step.
 
-    ``layer`` is an ``eqx.nn.Linear``, an ``eqx.nn.Conv`` or a weight matrix
-    ``(out, in)`` applied to the flattened input (the recurrent weights inside a neuron).
+    `layer` is an `eqx.nn.Linear`, an `eqx.nn.Conv` or a weight matrix
+    `(out, in)` applied to the flattened input (the recurrent weights inside a neuron).
     """
 
     name: str = eqx.field(static=True)
@@ -52,7 +52,7 @@ class LinearMap(eqx.Module):
 
 class NeuronActivity(eqx.Module):
     """The outputs of one activation layer at every step and, for a neuron whose state
-    has a membrane ``v``, that membrane after every step (``None`` otherwise)."""
+    has a membrane `v`, that membrane after every step (`None` otherwise)."""
 
     name: str = eqx.field(static=True)
     outputs: Float[Array, "time ..."]
@@ -62,8 +62,8 @@ class NeuronActivity(eqx.Module):
 class Activity(eqx.Module):
     """Everything the NeuroBench workload metrics count, for one sample.
 
-    **Fields:** ``outputs`` (time, *out), the model's output; ``maps``, every linear map
-    with its inputs; ``neurons``, every neuron and stateless activation with its outputs.
+    **Fields:** `outputs` (time, *out), the model's output; `maps`, every linear map
+    with its inputs; `neurons`, every neuron and stateless activation with its outputs.
     """
 
     outputs: Float[Array, "time ..."]
@@ -73,14 +73,14 @@ class Activity(eqx.Module):
 
 @jaxtyped(typechecker=beartype.beartype)
 def record_activity(model: AbstractNeuron, xs: Float[Array, "time *in"]) -> Activity:
-    """Run ``model`` on one sample ``xs`` (time, *in) and collect its :class:`Activity`.
+    """Run `model` on one sample `xs` (time, *in) and collect its `Activity`.
 
-    Counted as synapses: ``eqx.nn.Linear`` and ``eqx.nn.Conv`` layers of a Connect (at any
-    nesting depth), its ``cat`` projections, and the recurrent weights of :class:`~eqslax.RLIF`
-    (input :math:`s_{t-1}`) and :class:`~eqslax.LTC` (gate weights on :math:`x_t`,
-    :math:`v_{t-1}` and :math:`b_{t-1}`). Counted as activations: every neuron that is not
-    a Connect and every ``eqx.nn.Lambda`` of ``jax.nn.relu`` or ``jax.nn.sigmoid``.
-    A layer that hides a Linear or Conv inside another container raises ``ValueError``:
+    Counted as synapses: `eqx.nn.Linear` and `eqx.nn.Conv` layers of a Connect (at any
+    nesting depth), its `cat` projections, and the recurrent weights of `RLIF`
+    (input $s_{t-1}$) and `LTC` (gate weights on $x_t$,
+    $v_{t-1}$ and $b_{t-1}$). Counted as activations: every neuron that is not
+    a Connect and every `eqx.nn.Lambda` of `jax.nn.relu` or `jax.nn.sigmoid`.
+    A layer that hides a Linear or Conv inside another container raises `ValueError`:
     its synapses could not be counted.
     """
     _check_visible(model, "model")
@@ -95,7 +95,7 @@ def record_activity(model: AbstractNeuron, xs: Float[Array, "time *in"]) -> Acti
 
 
 def _previous(ys):
-    """``ys`` delayed by one step, zeros at the first step (a recurrent edge's input)."""
+    """`ys` delayed by one step, zeros at the first step (a recurrent edge's input)."""
     return jnp.concatenate([jnp.zeros_like(ys[:1]), ys[:-1]], axis=0)
 
 
@@ -162,14 +162,14 @@ def _check_visible(module, name: str) -> None:
 
 
 def holds_connections(module) -> bool:
-    """Whether a Linear or Conv layer sits anywhere inside ``module``."""
+    """Whether a Linear or Conv layer sits anywhere inside `module`."""
     leaves = jtu.tree_leaves(module, is_leaf=lambda node: isinstance(node, CONNECTION_LAYERS))
     return any(isinstance(leaf, CONNECTION_LAYERS) for leaf in leaves)
 
 
 def connection_weights(model) -> list[tuple[str, Array]]:
-    """Every connection weight of ``model`` (NeuroBench counts weights, not biases):
-    Linear and Conv layers and ``cat`` projections anywhere in the tree, and the
+    """Every connection weight of `model` (NeuroBench counts weights, not biases):
+    Linear and Conv layers and `cat` projections anywhere in the tree, and the
     recurrent weights of RLIF and LTC neurons."""
     found = []
     nodes = jtu.tree_leaves_with_path(

@@ -1,17 +1,19 @@
-r"""Counting NeuroBench's workload quantities from an :class:`Activity`, one batch at a time.
+r"""Counting NeuroBench's workload quantities from an `Activity`, one batch at a time.
 
-For a linear map :math:`W` whose input at step :math:`t` is :math:`x_t`, NeuroBench runs a
-copy of the layer with binarised weights :math:`[W \ne 0]`, no bias, on the binarised input
-:math:`[x_t \ne 0]` and sums the output; for a dense layer
+For a linear map $W$ whose input at step $t$ is $x_t$, NeuroBench runs a
+copy of the layer with binarised weights $[W \ne 0]$, no bias, on the binarised input
+$[x_t \ne 0]$ and sums the output; for a dense layer
 
-.. math:: \mathrm{ops}_t = \sum_i \sum_j [W_{ij} \ne 0]\,[x_{t,j} \ne 0],
+$$
+\mathrm{ops}_t = \sum_i \sum_j [W_{ij} \ne 0]\,[x_{t,j} \ne 0],
+$$
 
 and the same with all-ones weights and inputs gives the dense count
-(:math:`n_{in} n_{out}` per step). Each call of a layer, i.e. each step on the whole
+($n_{in} n_{out}$ per step). Each call of a layer, i.e. each step on the whole
 batch, counts as accumulates (AC) when every input entry of the batch is in
-:math:`\{-1, 0, 1\}` and as multiply-accumulates (MAC) otherwise.
+$\{-1, 0, 1\}$ and as multiply-accumulates (MAC) otherwise.
 
-Per sample the counts are small integers computed on the device (``int32``); the sums
+Per sample the counts are small integers computed on the device (`int32`); the sums
 over steps, layers and samples are done on the host in 64-bit integers, so large models
 do not overflow.
 """
@@ -29,9 +31,9 @@ from ._activity import Activity, record_activity
 class BatchCounts(eqx.Module):
     """NeuroBench's activity counts summed over one batch (plain Python integers).
 
-    **Fields:** ``samples``; ``effective_macs``, ``effective_acs`` and ``dense`` synaptic
-    operations; ``activations_nonzero`` and ``activations_total`` (all activation
-    outputs, all steps); ``membrane_updates``.
+    **Fields:** `samples`; `effective_macs`, `effective_acs` and `dense` synaptic
+    operations; `activations_nonzero` and `activations_total` (all activation
+    outputs, all steps); `membrane_updates`.
     """
 
     samples: int
@@ -44,7 +46,7 @@ class BatchCounts(eqx.Module):
 
 
 def _conv_ops(conv, x, all_ones: bool):
-    """Summed output of the binary (or all-ones) copy of a convolution on one step ``x``."""
+    """Summed output of the binary (or all-ones) copy of a convolution on one step `x`."""
     weight = jnp.ones_like(conv.weight) if all_ones else conv.weight != 0
     binary = eqx.tree_at(lambda c: c.weight, conv, weight.astype(x.dtype))
     if binary.bias is not None:
@@ -85,8 +87,8 @@ def _neuron_counts(neuron):
 
 
 def sample_counts(activity: Activity) -> dict[str, Array]:
-    """Per-sample counts: ``effective`` (maps, time), ``binary`` (maps, time), ``dense``
-    (maps,) per step, and ``nonzero``, ``total``, ``updates`` (neurons,)."""
+    """Per-sample counts: `effective` (maps, time), `binary` (maps, time), `dense`
+    (maps,) per step, and `nonzero`, `total`, `updates` (neurons,)."""
     steps = activity.outputs.shape[0]
     maps = [_map_counts(m) for m in activity.maps]
     cells = [_neuron_counts(n) for n in activity.neurons]
@@ -133,7 +135,7 @@ def reduce_counts(counts: dict[str, Array]) -> BatchCounts:
 
 
 def activity_counts(model: AbstractNeuron, xs: Float[Array, "batch time *in"]) -> BatchCounts:
-    """NeuroBench's activity counts of ``model`` on one batch ``xs`` (batch, time, *in),
+    """NeuroBench's activity counts of `model` on one batch `xs` (batch, time, *in),
     summed over the batch (jitted, vmapped over the batch)."""
     _, counts = run_batch(model, xs, True)
     return reduce_counts(counts)

@@ -1,4 +1,4 @@
-"""``Benchmark``: NeuroBench's harness for eqslax models, and ``neurobench_metrics``."""
+"""`Benchmark`: NeuroBench's harness for eqslax models, and `neurobench_metrics`."""
 
 import math
 import sys
@@ -25,8 +25,8 @@ from ._workload import (
 
 
 class Batches:
-    """Consecutive batches ``(xs[i:i+n], ys[i:i+n])`` of two aligned arrays; the last
-    batch may be smaller. Iterable any number of times; ``len`` is the batch count."""
+    """Consecutive batches `(xs[i:i+n], ys[i:i+n])` of two aligned arrays; the last
+    batch may be smaller. Iterable any number of times; `len` is the batch count."""
 
     def __init__(
         self,
@@ -34,8 +34,8 @@ class Batches:
         ys: Shaped[ArrayLike, "samples ..."],
         batch_size: int = 256,
     ):
-        """**Arguments:** ``xs`` (samples, time, *in), ``ys`` (samples, ...) and
-        ``batch_size`` (default 256)."""
+        """**Arguments:** `xs` (samples, time, *in), `ys` (samples, ...) and
+        `batch_size` (default 256)."""
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"Batches: `batch_size` must be a positive int, got {batch_size!r}.")
         if len(xs) != len(ys):
@@ -87,11 +87,11 @@ class _Progress:
 
 
 class Benchmark:
-    r"""NeuroBench 2.x's ``Benchmark`` for eqslax models.
+    r"""NeuroBench 2.x's `Benchmark` for eqslax models.
 
-    ``run`` computes the static metrics once, then for every batch ``(xs, ys)``: applies
+    `run` computes the static metrics once, then for every batch `(xs, ys)`: applies
     the preprocessors to the pair, runs the model with every layer recorded (one jitted
-    pass, ``jax.vmap`` over the batch), applies the postprocessors to the outputs
+    pass, `jax.vmap` over the batch), applies the postprocessors to the outputs
     (batch, time, *out) and folds each workload metric over the batch. Results are keyed
     by class name, as in NeuroBench.
     """
@@ -108,14 +108,14 @@ class Benchmark:
     ):
         """**Arguments:**
 
-        - ``model``: a neuron or :class:`~eqslax.Connect` (unbatched, as always).
-        - ``data``: an iterable of ``(xs, ys)`` batches, ``xs`` of shape
-          (batch, time, *model.in_shape); or a split with ``test_x`` and ``test_y`` (e.g.
-          :func:`eqslax.data.randman`), cut into batches of ``batch_size``.
-        - ``preprocessors``: callables ``(xs, ys) -> (xs, ys)`` on each batch.
-        - ``postprocessors``: callables on the outputs, e.g. ``[ChooseMaxCount()]``.
-        - ``metrics``: ``[static, workload]``, two lists of metric classes (or instances),
-          e.g. ``[[Footprint], [ClassificationAccuracy, SynapticOperations]]``.
+        - `model`: a neuron or `Connect` (unbatched, as always).
+        - `data`: an iterable of `(xs, ys)` batches, `xs` of shape
+          (batch, time, *model.in_shape); or a split with `test_x` and `test_y` (e.g.
+          `eqslax.data.randman`), cut into batches of `batch_size`.
+        - `preprocessors`: callables `(xs, ys) -> (xs, ys)` on each batch.
+        - `postprocessors`: callables on the outputs, e.g. `[ChooseMaxCount()]`.
+        - `metrics`: `[static, workload]`, two lists of metric classes (or instances),
+          e.g. `[[Footprint], [ClassificationAccuracy, SynapticOperations]]`.
         """
         if not isinstance(model, AbstractNeuron):
             raise TypeError(
@@ -135,7 +135,7 @@ class Benchmark:
         self.workload = [_metric(m, AbstractWorkloadMetric, "workload") for m in metrics[1]]
 
     def run(self, *, quiet: bool = False) -> dict[str, Any]:
-        """Evaluate every metric; returns ``{metric class name: value}``."""
+        """Evaluate every metric; returns `{metric class name: value}`."""
         results: dict[str, Any] = {type(m).__name__: m(self.model) for m in self.static}
         states = [m.init() for m in self.workload]
         with_counts = any(m.needs_activity for m in self.workload)
@@ -206,10 +206,10 @@ def neurobench_metrics(
     postprocessors: Sequence[Callable] = (ChooseMaxCount(),),
     quiet: bool = True,
 ) -> dict[str, Any]:
-    """NeuroBench's metrics of a classifier on ``(xs, ys)``, with the default set:
-    ``Footprint``, ``ConnectionSparsity``, ``ParameterCount``, ``ClassificationAccuracy``
-    (prediction :math:`\\arg\\max_c \\sum_t y_{t,c}`), ``ActivationSparsity``,
-    ``SynapticOperations`` (a dict) and ``MembraneUpdates``."""
+    """NeuroBench's metrics of a classifier on `(xs, ys)`, with the default set:
+    `Footprint`, `ConnectionSparsity`, `ParameterCount`, `ClassificationAccuracy`
+    (prediction $\\arg\\max_c \\sum_t y_{t,c}$), `ActivationSparsity`,
+    `SynapticOperations` (a dict) and `MembraneUpdates`."""
     bench = Benchmark(
         model,
         Batches(xs, ys, batch_size),

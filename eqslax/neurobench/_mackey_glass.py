@@ -1,28 +1,30 @@
 r"""The Mackey-Glass series (Mackey & Glass 1977) of NeuroBench's chaotic forecasting task.
 
-.. math:: \dot x(t) = \beta\,\frac{x(t-\tau)}{1 + x(t-\tau)^n} - \gamma\,x(t),
-          \qquad x(t) = x_0 \text{ for } t \le 0
+$$
+\dot x(t) = \beta\,\frac{x(t-\tau)}{1 + x(t-\tau)^n} - \gamma\,x(t),
+\qquad x(t) = x_0 \text{ for } t \le 0
+$$
 
-with NeuroBench's :math:`\tau = 17`, :math:`\beta = 0.2`, :math:`\gamma = 0.1`,
-:math:`n = 10`, :math:`x_0 = 0.7206597`. Its equilibrium is :math:`x^* = 1` (where
-:math:`1 + x^n = \beta/\gamma`); it is stable for :math:`\tau` below about 4.7 and the
-orbit is chaotic at :math:`\tau = 17`.
+with NeuroBench's $\tau = 17$, $\beta = 0.2$, $\gamma = 0.1$,
+$n = 10$, $x_0 = 0.7206597$. Its equilibrium is $x^* = 1$ (where
+$1 + x^n = \beta/\gamma$); it is stable for $\tau$ below about 4.7 and the
+orbit is chaotic at $\tau = 17$.
 
 **Integration scheme.** Classical fourth-order Runge-Kutta with a fixed step
-:math:`h = \tau/m` (``steps_per_delay`` :math:`m`, default 1700, so :math:`h = 0.01` at
-:math:`\tau = 17`). The step divides the delay, so the delayed values at the first and last
+$h = \tau/m$ (`steps_per_delay` $m$, default 1700, so $h = 0.01$ at
+$\tau = 17$). The step divides the delay, so the delayed values at the first and last
 stage of a step are grid values, and the breaks in smoothness of the solution (at
-multiples of :math:`\tau`) fall on grid points. The delayed value at a step's midpoint is
+multiples of $\tau$) fall on grid points. The delayed value at a step's midpoint is
 the cubic Hermite interpolant from the two neighbouring grid values and slopes,
-:math:`\tfrac12(x_j + x_{j+1}) + \tfrac h8(\dot x_j - \dot x_{j+1})`, which keeps the
+$\tfrac12(x_j + x_{j+1}) + \tfrac h8(\dot x_j - \dot x_{j+1})$, which keeps the
 scheme fourth order. Because the delayed term is known one delay ahead, each window
-:math:`[k\tau, (k+1)\tau]` is a linear recurrence :math:`x_{j+1} = A x_j + B_j` (method of
+$[k\tau, (k+1)\tau]$ is a linear recurrence $x_{j+1} = A x_j + B_j$ (method of
 steps), solved with cumulative sums in float64 NumPy. Samples between grid points are
 cubic Hermite interpolants too.
 
-The generated series is *not* bitwise NeuroBench's (theirs comes from ``jitcdde``, and
-chaos amplifies any difference between solvers); pass ``file=`` to use the official
-``.npy`` series instead.
+The generated series is *not* bitwise NeuroBench's (theirs comes from `jitcdde`, and
+chaos amplifies any difference between solvers); pass `file=` to use the official
+`.npy` series instead.
 """
 
 import math
@@ -72,12 +74,12 @@ def mackey_glass_series(
     start: float | int = 0.0,
     steps_per_delay: int = 1700,
 ) -> Float[np.ndarray, " n_points"]:
-    r"""The Mackey-Glass solution sampled at :math:`t_i = \text{start} + i\,\Delta`,
-    :math:`i = 0..` ``n_points`` - 1, in float64 (scheme in the module docstring).
+    r"""The Mackey-Glass solution sampled at $t_i = \text{start} + i\,\Delta$,
+    $i = 0..$ `n_points` - 1, in float64 (scheme in the module docstring).
 
-    ``sample_every`` :math:`\Delta` defaults to NeuroBench's 75 points per Lyapunov time
-    of 197 time units. ``exponent`` is :math:`n`, ``history`` the constant past
-    :math:`x_0`.
+    `sample_every` $\Delta$ defaults to NeuroBench's 75 points per Lyapunov time
+    of 197 time units. `exponent` is $n$, `history` the constant past
+    $x_0$.
     """
     if n_points <= 0 or steps_per_delay < 2:
         raise ValueError(
@@ -115,9 +117,9 @@ def mackey_glass_series(
 class MackeyGlassSplit(eqx.Module):
     """NeuroBench's Mackey-Glass task: one-step-ahead forecasting of a series.
 
-    **Fields:** ``series`` (points,); ``train_x``/``test_x`` (batch, window, 1), the
-    ``window`` points up to each index (zero-padded before the series starts);
-    ``train_y``/``test_y`` (batch, 1), the next point; ``source``, where the series came
+    **Fields:** `series` (points,); `train_x`/`test_x` (batch, window, 1), the
+    `window` points up to each index (zero-padded before the series starts);
+    `train_y`/`test_y` (batch, 1), the next point; `source`, where the series came
     from.
     """
 
@@ -142,16 +144,16 @@ def mackey_glass(
     file: str | os.PathLike | None = None,
     steps_per_delay: int = 1700,
 ) -> MackeyGlassSplit:
-    """NeuroBench's Mackey-Glass split: ``round(10 * 75) = 750`` training and 750 test
+    """NeuroBench's Mackey-Glass split: `round(10 * 75) = 750` training and 750 test
     points by default, from a series of 1501 points (one past the end).
 
-    Sample :math:`i` is the ``window`` points ending at index :math:`i` and its target is
-    point :math:`i + 1`; training indices are ``0..749``, test ``750..1499``. With ``file``
-    (an official NeuroBench ``.npy``), the series is points ``start_offset ..`` of that
-    file; otherwise it is generated (:func:`mackey_glass_series`, starting
-    ``start_offset`` sample intervals after :math:`t = 0`). The usual protocol trains
+    Sample $i$ is the `window` points ending at index $i$ and its target is
+    point $i + 1$; training indices are `0..749`, test `750..1499`. With `file`
+    (an official NeuroBench `.npy`), the series is points `start_offset ..` of that
+    file; otherwise it is generated (`mackey_glass_series`, starting
+    `start_offset` sample intervals after $t = 0$). The usual protocol trains
     teacher-forced on the training split, then forecasts the test split
-    autoregressively and scores :class:`SMAPE`.
+    autoregressively and scores `SMAPE`.
     """
     if window <= 0 or start_offset < 0:
         raise ValueError(

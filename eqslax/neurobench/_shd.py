@@ -1,8 +1,8 @@
 """The Spiking Heidelberg Digits (Cramer et al. 2020) from a local HDF5 file, as dense rasters.
 
-Layout of ``shd_train.h5`` / ``shd_test.h5`` (after ``gunzip``): ``spikes/times`` and
-``spikes/units`` hold one variable-length array per sample (event times in seconds, and
-the channel 0..699 of each event); ``labels`` holds the class 0..19 of each sample. Nothing
+Layout of `shd_train.h5` / `shd_test.h5` (after `gunzip`): `spikes/times` and
+`spikes/units` hold one variable-length array per sample (event times in seconds, and
+the channel 0..699 of each event); `labels` holds the class 0..19 of each sample. Nothing
 is downloaded: get the files from the Zenke lab's SHD page and pass their path.
 """
 
@@ -102,19 +102,19 @@ def load_shd(
     index: Sequence[int] | np.ndarray | None = None,
     dtype: DTypeLike = np.float32,
 ) -> tuple[Real[np.ndarray, "batch time 700"], Int[np.ndarray, " batch"]]:
-    r"""Spike rasters ``(batch, n_steps, 700)`` and labels ``(batch,)`` from an SHD file.
+    r"""Spike rasters `(batch, n_steps, 700)` and labels `(batch,)` from an SHD file.
 
-    With ``bin_mode="fixed"`` an event at time :math:`t` (seconds) goes to bin
-    :math:`\lfloor t\, T / t_{max} \rfloor` and events at :math:`t \ge t_{max}` are dropped,
-    so the time axis means the same for every sample (Zenke's tutorial: ``n_steps=100``,
-    ``max_time=1.4``). With ``"per_sample"`` each sample's own span
-    :math:`[0, t_{last}]` is cut into ``n_steps`` bins and no event is dropped (like
-    tonic's ``ToFrame(n_time_bins=...)`` used in the OTPE experiments, ``n_steps=50``).
-    A bin holds the number of events of its channel, or 1 if ``binarize``.
+    With `bin_mode="fixed"` an event at time $t$ (seconds) goes to bin
+    $\lfloor t\, T / t_{max} \rfloor$ and events at $t \ge t_{max}$ are dropped,
+    so the time axis means the same for every sample (Zenke's tutorial: `n_steps=100`,
+    `max_time=1.4`). With `"per_sample"` each sample's own span
+    $[0, t_{last}]$ is cut into `n_steps` bins and no event is dropped (like
+    tonic's `ToFrame(n_time_bins=...)` used in the OTPE experiments, `n_steps=50`).
+    A bin holds the number of events of its channel, or 1 if `binarize`.
 
-    **Arguments:** ``path`` to ``shd_train.h5``/``shd_test.h5``; ``n_steps``; ``max_time``
-    in seconds; ``binarize``; ``bin_mode``; ``index``, the samples to read (default all,
-    in file order); ``dtype`` of the rasters. Needs ``h5py``.
+    **Arguments:** `path` to `shd_train.h5`/`shd_test.h5`; `n_steps`; `max_time`
+    in seconds; `binarize`; `bin_mode`; `index`, the samples to read (default all,
+    in file order); `dtype` of the rasters. Needs `h5py`.
     """
     _check_options(path, n_steps, max_time, bin_mode)
     h5py = _h5py()
@@ -143,9 +143,9 @@ def load_shd(
 
 
 class SHDBatches:
-    """Batches ``(xs (batch, n_steps, 700), ys (batch,))`` of an SHD file, reading only the
-    samples of each batch when it is needed: in file order, or shuffled by ``key`` (the
-    same order on every pass). The last batch may be smaller; ``len`` is the batch count."""
+    """Batches `(xs (batch, n_steps, 700), ys (batch,))` of an SHD file, reading only the
+    samples of each batch when it is needed: in file order, or shuffled by `key` (the
+    same order on every pass). The last batch may be smaller; `len` is the batch count."""
 
     def __init__(
         self,
@@ -156,8 +156,8 @@ class SHDBatches:
         key: PRNGKeyArray | None = None,
         **options,
     ):
-        """**Arguments:** ``path``, ``n_steps``, ``batch_size``, ``key`` and the keyword
-        ``options`` of :func:`load_shd` (``max_time``, ``binarize``, ``bin_mode``, ``dtype``)."""
+        """**Arguments:** `path`, `n_steps`, `batch_size`, `key` and the keyword
+        `options` of `load_shd` (`max_time`, `binarize`, `bin_mode`, `dtype`)."""
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(
                 f"SHDBatches: `batch_size` must be a positive int, got {batch_size!r}."

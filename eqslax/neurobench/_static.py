@@ -13,18 +13,18 @@ from ._activity import connection_weights
 
 
 class AbstractStaticMetric(eqx.Module):
-    """A number computed from the model alone; ``Benchmark`` reports it under the class
+    """A number computed from the model alone; `Benchmark` reports it under the class
     name."""
 
     @abc.abstractmethod
     def __call__(self, model: AbstractNeuron) -> int | float:
-        """The metric of ``model``."""
+        """The metric of `model`."""
 
 
 class ParameterCount(AbstractStaticMetric):
-    r"""Number of trained parameters, :math:`\sum` of the sizes of the leaves that
-    :func:`eqslax.trainable_mask` marks (NeuroBench: ``parameters()``). Frozen decays and
-    thresholds are buffers, not parameters, like snnTorch's fixed ``beta``."""
+    r"""Number of trained parameters, $\sum$ of the sizes of the leaves that
+    `eqslax.trainable_mask` marks (NeuroBench: `parameters()`). Frozen decays and
+    thresholds are buffers, not parameters, like snnTorch's fixed `beta`."""
 
     def __call__(self, model: AbstractNeuron) -> int:
         leaves = jtu.tree_leaves(eqx.filter(model, trainable_mask(model)))
@@ -32,7 +32,7 @@ class ParameterCount(AbstractStaticMetric):
 
 
 class Footprint(AbstractStaticMetric):
-    r"""Memory of the model in bytes: :math:`\sum` size :math:`\times` item size over every
+    r"""Memory of the model in bytes: $\sum$ size $\times$ item size over every
     array of the model, trained or not (NeuroBench: parameters plus buffers), zeros
     included. Surrogate hyperparameters are left out: they shape training only and play
     no part in the forward pass."""
@@ -45,7 +45,7 @@ class Footprint(AbstractStaticMetric):
 
 class ConnectionSparsity(AbstractStaticMetric):
     r"""Fraction of zero connection weights, rounded to 4 decimals:
-    :math:`\#\{W_{ij} = 0\} / \#\{W_{ij}\}` over Linear and Conv weights, ``cat``
+    $\#\{W_{ij} = 0\} / \#\{W_{ij}\}$ over Linear and Conv weights, `cat`
     projections and the recurrent weights of RLIF and LTC. Biases and neuron parameters
     are not connections. A model without connections scores 0."""
 

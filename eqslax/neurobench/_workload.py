@@ -1,11 +1,11 @@
 r"""NeuroBench's workload metrics: accumulated over the batches of a data set.
 
-Every metric is an ``init -> update -> compute`` triple over an immutable state, so a
+Every metric is an `init -> update -> compute` triple over an immutable state, so a
 run is a fold over batches. NeuroBench's two kinds map onto it:
 
-- plain metrics (:class:`AbstractMeanMetric`) give one value per batch and report the
-  batch-size-weighted mean :math:`\sum_b n_b m_b / \sum_b n_b`;
-- accumulated metrics keep running totals and report the latest ``compute``.
+- plain metrics (`AbstractMeanMetric`) give one value per batch and report the
+  batch-size-weighted mean $\sum_b n_b m_b / \sum_b n_b$;
+- accumulated metrics keep running totals and report the latest `compute`.
 """
 
 import abc
@@ -30,9 +30,9 @@ class WorkloadBatch(eqx.Module):
 
 
 class AbstractWorkloadMetric(eqx.Module):
-    """A metric folded over batches: ``compute(update(...update(init(), b1)..., bn))``.
+    """A metric folded over batches: `compute(update(...update(init(), b1)..., bn))`.
 
-    ``needs_activity`` metrics read ``batch.counts`` (the harness then records every
+    `needs_activity` metrics read `batch.counts` (the harness then records every
     layer); the others read predictions and targets only.
     """
 
@@ -52,8 +52,8 @@ class AbstractWorkloadMetric(eqx.Module):
 
 
 class AbstractMeanMetric(AbstractWorkloadMetric):
-    r"""A per-batch value :math:`m_b`, reported as :math:`\sum_b n_b m_b / \sum_b n_b`
-    (NeuroBench's plain ``WorkloadMetric``)."""
+    r"""A per-batch value $m_b$, reported as $\sum_b n_b m_b / \sum_b n_b$
+    (NeuroBench's plain `WorkloadMetric`)."""
 
     @abc.abstractmethod
     def batch_value(self, batch: WorkloadBatch) -> float:
@@ -81,7 +81,7 @@ def _same_shape(batch: WorkloadBatch, owner: str) -> None:
 
 
 class ClassificationAccuracy(AbstractMeanMetric):
-    r"""Fraction of correct predictions, :math:`\frac1n \sum_i [\hat y_i = y_i]`."""
+    r"""Fraction of correct predictions, $\frac1n \sum_i [\hat y_i = y_i]$."""
 
     def batch_value(self, batch: WorkloadBatch) -> float:
         _same_shape(batch, "ClassificationAccuracy")
@@ -89,7 +89,7 @@ class ClassificationAccuracy(AbstractMeanMetric):
 
 
 class MSE(AbstractMeanMetric):
-    r"""Mean squared error, :math:`\mathrm{mean}\,(\hat y - y)^2`."""
+    r"""Mean squared error, $\mathrm{mean}\,(\hat y - y)^2$."""
 
     def batch_value(self, batch: WorkloadBatch) -> float:
         _same_shape(batch, "MSE")
@@ -98,10 +98,10 @@ class MSE(AbstractMeanMetric):
 
 class SMAPE(AbstractMeanMetric):
     r"""Symmetric mean absolute percentage error,
-    :math:`200\,\mathrm{mean}\,\frac{|\hat y - y|}{|\hat y| + |y|}`.
+    $200\,\mathrm{mean}\,\frac{|\hat y - y|}{|\hat y| + |y|}$.
 
     NeuroBench's quirk is kept: a NaN is replaced by 200 *after* the mean, so a single
-    entry with :math:`\hat y = y = 0` makes the whole batch score 200.
+    entry with $\hat y = y = 0$ makes the whole batch score 200.
     """
 
     def batch_value(self, batch: WorkloadBatch) -> float:
@@ -112,7 +112,7 @@ class SMAPE(AbstractMeanMetric):
 
 
 class ActivationSparsity(AbstractMeanMetric):
-    r"""Fraction of zero activations, :math:`(N - N_{\ne 0}) / N` over the outputs of every
+    r"""Fraction of zero activations, $(N - N_{\ne 0}) / N$ over the outputs of every
     neuron and ReLU/sigmoid layer, every step and every sample of a batch."""
 
     needs_activity: ClassVar[bool] = True
@@ -125,8 +125,8 @@ class ActivationSparsity(AbstractMeanMetric):
 
 
 class SynapticOperations(AbstractWorkloadMetric):
-    r"""Synaptic operations per sample (see ``_counts``):
-    ``{"Effective_MACs", "Effective_ACs", "Dense"}``, each the total over the data set
+    r"""Synaptic operations per sample (see `_counts`):
+    `{"Effective_MACs", "Effective_ACs", "Dense"}`, each the total over the data set
     divided by the number of samples. Biases are not operations."""
 
     needs_activity: ClassVar[bool] = True
@@ -151,10 +151,10 @@ class SynapticOperations(AbstractWorkloadMetric):
 
 
 class MembraneUpdates(AbstractWorkloadMetric):
-    r"""Membrane updates per sample: for each neuron layer, all :math:`n` units at the
-    first step plus, at every later step, the units whose membrane :math:`v` changed,
-    :math:`n + \sum_{t>1} \#\{i: v_{t,i} \ne v_{t-1,i}\}`; summed over layers and
-    divided by the number of samples. Neurons without a membrane ``v`` add nothing."""
+    r"""Membrane updates per sample: for each neuron layer, all $n$ units at the
+    first step plus, at every later step, the units whose membrane $v$ changed,
+    $n + \sum_{t>1} \#\{i: v_{t,i} \ne v_{t-1,i}\}$; summed over layers and
+    divided by the number of samples. Neurons without a membrane `v` add nothing."""
 
     needs_activity: ClassVar[bool] = True
 
@@ -172,7 +172,7 @@ class MembraneUpdates(AbstractWorkloadMetric):
 
 class R2(AbstractWorkloadMetric):
     r"""Coefficient of determination over the whole data set, per target column
-    :math:`j`: :math:`R^2_j = 1 - \sum_i (\hat y_{ij} - y_{ij})^2 / (n\,\mathrm{Var}(y_j))`
+    $j$: $R^2_j = 1 - \sum_i (\hat y_{ij} - y_{ij})^2 / (n\,\mathrm{Var}(y_j))$
     with the population variance; reported as the mean over columns (NeuroBench: the
     two columns x and y of a 2-D target). 1-D targets are one column."""
 

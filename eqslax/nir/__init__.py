@@ -1,48 +1,49 @@
 r"""NIR (Neuromorphic Intermediate Representation) export and import; needs
-``pip install "eqslax[nir]"``.
+`pip install "eqslax[nir]"`.
 
-:func:`to_nir` writes a :class:`~eqslax.Connect` (or one layer) as a ``nir.NIRGraph``;
-:func:`from_nir` reads one back as a ``Connect``; :func:`save_nir` / :func:`load_nir` do
+`to_nir` writes a `Connect` (or one layer) as a `nir.NIRGraph`;
+`from_nir` reads one back as a `Connect`; `save_nir` / `load_nir` do
 the same through NIR's HDF5 files.
 
-**Graph.** Layers form a chain ``input -> layer0 -> ... -> output``. A ``cat``
-projection :math:`P^{k,i}` is a ``Linear`` node between layer :math:`i` and the input of
-layer :math:`k`: a skip connection when :math:`i < k`, a cycle when :math:`i \ge k`. NIR
+**Graph.** Layers form a chain `input -> layer0 -> ... -> output`. A `cat`
+projection $P^{k,i}$ is a `Linear` node between layer $i$ and the input of
+layer $k$: a skip connection when $i < k$, a cycle when $i \ge k$. NIR
 sums the edges into a node, and eqslax reads the edge that closes a cycle as one step
-late, which is what ``Connect`` computes and how snnTorch and Spyx write recurrent layers
-(a ``{input, neuron, Linear, output}`` sub-graph with ``neuron <-> Linear``). A nested
-``Connect`` is a sub-graph.
+late, which is what `Connect` computes and how snnTorch and Spyx write recurrent layers
+(a `{input, neuron, Linear, output}` sub-graph with `neuron <-> Linear`). A nested
+`Connect` is a sub-graph.
 
-**Time.** eqslax neurons step without ``dt``; NIR's are ODEs. The bridge is the
-forward-Euler step of length :math:`\Delta t` (``dt``): for ``LIF``,
-:math:`\tau\dot v = (v_\mathrm{leak} - v) + RI` becomes
-:math:`v_t = (1 - \Delta t/\tau)v_{t-1} + (R\Delta t/\tau) I_t`, which is eqslax's
-:math:`v_t = \lambda v_{t-1} + I_t` for
+**Time.** eqslax neurons step without `dt`; NIR's are ODEs. The bridge is the
+forward-Euler step of length $\Delta t$ (`dt`): for `LIF`,
+$\tau\dot v = (v_\mathrm{leak} - v) + RI$ becomes
+$v_t = (1 - \Delta t/\tau)v_{t-1} + (R\Delta t/\tau) I_t$, which is eqslax's
+$v_t = \lambda v_{t-1} + I_t$ for
 
-.. math::
-    \tau = \frac{\Delta t}{1-\lambda}, \qquad R = \frac{1}{1-\lambda}, \qquad
-    v_\mathrm{leak} = 0
+$$
+\tau = \frac{\Delta t}{1-\lambda}, \qquad R = \frac{1}{1-\lambda}, \qquad
+v_\mathrm{leak} = 0
+$$
 
-(Slax's and snnTorch's numbers, with their :math:`\Delta t = 10^{-4}`, the default here).
-``CubaLIF`` adds :math:`\tau_\mathrm{syn} = \Delta t/(1-\alpha)`,
-:math:`w_\mathrm{in} = 1/(1-\alpha)`; ``IF`` has :math:`R = 1/\Delta t`. Reading back,
-:math:`\lambda = 1 - \Delta t/\tau` and the input gain :math:`g = R\Delta t/\tau` (one for
+(Slax's and snnTorch's numbers, with their $\Delta t = 10^{-4}$, the default here).
+`CubaLIF` adds $\tau_\mathrm{syn} = \Delta t/(1-\alpha)$,
+$w_\mathrm{in} = 1/(1-\alpha)$; `IF` has $R = 1/\Delta t$. Reading back,
+$\lambda = 1 - \Delta t/\tau$ and the input gain $g = R\Delta t/\tau$ (one for
 eqslax's and snnTorch's files) divides a spiking node's threshold or scales the weights
-into an ``LI``.
+into an `LI`.
 
-**Reset.** NIR's spiking nodes set :math:`v \leftarrow v_\mathrm{reset}` at a spike.
+**Reset.** NIR's spiking nodes set $v \leftarrow v_\mathrm{reset}$ at a spike.
 eqslax also has the subtractive reset, and two times at which a reset applies
-(``reset_decay``); :func:`to_nir` keeps both in node metadata. Files from other tools do
-not say, and the tools disagree, hence ``from_nir(..., convention=...)``:
+(`reset_decay`); `to_nir` keeps both in node metadata. Files from other tools do
+not say, and the tools disagree, hence `from_nir(..., convention=...)`:
 
-- ``"eqslax"`` (default): NIR's literal reading (zero reset at the spike) unless eqslax
-  metadata says otherwise; ``dt`` from the file's ``eqslax.dt`` metadata or ``1e-4``.
-- ``"snntorch"``: ``snntorch.export_to_nir`` files: ``dt = 1e-4``, subtractive reset
-  of the previous step's spike (``Leaky``'s default).
-- ``"spyx"``: ``spyx.nir.to_nir`` files: ``dt = 1``, ``r`` ignored (Spyx writes
-  ``r = beta``), subtractive reset of the previous step's spike.
+- `"eqslax"` (default): NIR's literal reading (zero reset at the spike) unless eqslax
+  metadata says otherwise; `dt` from the file's `eqslax.dt` metadata or `1e-4`.
+- `"snntorch"`: `snntorch.export_to_nir` files: `dt = 1e-4`, subtractive reset
+  of the previous step's spike (`Leaky`'s default).
+- `"spyx"`: `spyx.nir.to_nir` files: `dt = 1`, `r` ignored (Spyx writes
+  `r = beta`), subtractive reset of the previous step's spike.
 
-``reset=`` and ``reset_decay=`` override any of them.
+`reset=` and `reset_decay=` override any of them.
 """
 
 try:

@@ -1,21 +1,24 @@
 r"""Discrete time <-> NIR's continuous time: the formulas, and each peer's reading of them.
 
-eqslax neurons step without a ``dt``: :math:`v_t = \lambda v_{t-1} + I_t`. NIR nodes are
-ODEs, e.g. ``LIF``: :math:`\tau \dot v = (v_\mathrm{leak} - v) + R I`. A forward-Euler step
-of length :math:`\Delta t` turns that ODE into
+eqslax neurons step without a `dt`: $v_t = \lambda v_{t-1} + I_t$. NIR nodes are
+ODEs, e.g. `LIF`: $\tau \dot v = (v_\mathrm{leak} - v) + R I$. A forward-Euler step
+of length $\Delta t$ turns that ODE into
 
-.. math::
-    v_t = \Big(1 - \frac{\Delta t}{\tau}\Big) v_{t-1} + \frac{R \Delta t}{\tau} I_t
-          + \frac{\Delta t}{\tau} v_\mathrm{leak},
+$$
+v_t = \Big(1 - \frac{\Delta t}{\tau}\Big) v_{t-1} + \frac{R \Delta t}{\tau} I_t
+      + \frac{\Delta t}{\tau} v_\mathrm{leak},
+$$
 
-so one eqslax step is the Euler step with :math:`\lambda = 1 - \Delta t/\tau`, input gain
-:math:`g = R\Delta t/\tau = 1` and :math:`v_\mathrm{leak} = 0`, which gives
+so one eqslax step is the Euler step with $\lambda = 1 - \Delta t/\tau$, input gain
+$g = R\Delta t/\tau = 1$ and $v_\mathrm{leak} = 0$, which gives
 
-.. math:: \tau = \frac{\Delta t}{1 - \lambda}, \qquad R = \frac{1}{1 - \lambda}.
+$$
+\tau = \frac{\Delta t}{1 - \lambda}, \qquad R = \frac{1}{1 - \lambda}.
+$$
 
-Slax and snnTorch write the same numbers (with :math:`\Delta t = 10^{-4}`); Spyx writes
-:math:`\tau = \Delta t/(1-\beta)` but :math:`R = \beta`, and reads :math:`R` back as
-nothing. A :class:`Convention` records such differences.
+Slax and snnTorch write the same numbers (with $\Delta t = 10^{-4}$); Spyx writes
+$\tau = \Delta t/(1-\beta)$ but $R = \beta$, and reads $R$ back as
+nothing. A `Convention` records such differences.
 """
 
 import dataclasses
@@ -33,13 +36,13 @@ GAIN_RTOL = 1e-6
 class Convention:
     """How one library writes discrete-time neurons as NIR nodes.
 
-    - ``dt``: the step it assumes when none is given.
-    - ``euler_gain``: read ``r`` (and ``w_in``) as the Euler input gain
-      :math:`g = R\\Delta t/\\tau`; ``False`` ignores them (Spyx writes ``r = beta``).
-    - ``reset``, ``reset_decay``: the reset its spiking nodes mean when a node does not say.
-    - ``detach_reset``, ``surrogate``: how it trains: the reset's gradient cut or kept,
-      and its default spike function (``None``: eqslax's default, ``FastSigmoid()``).
-    - ``rnn_subgraphs``: read a four-node sub-graph ``{Input, neuron, Linear, Output}`` as
+    - `dt`: the step it assumes when none is given.
+    - `euler_gain`: read `r` (and `w_in`) as the Euler input gain
+      $g = R\\Delta t/\\tau$; `False` ignores them (Spyx writes `r = beta`).
+    - `reset`, `reset_decay`: the reset its spiking nodes mean when a node does not say.
+    - `detach_reset`, `surrogate`: how it trains: the reset's gradient cut or kept,
+      and its default spike function (`None`: eqslax's default, `FastSigmoid()`).
+    - `rnn_subgraphs`: read a four-node sub-graph `{Input, neuron, Linear, Output}` as
       a recurrent layer whatever its edges (snnTorch's importer and Spyx's exporter point
       the sub-graph's input at the recurrent weight, not at the neuron).
     """
@@ -66,17 +69,17 @@ CONVENTIONS = {
 
 
 def time_constant(decay: np.ndarray | float, dt: float) -> np.ndarray:
-    r""":math:`\tau = \Delta t / (1 - \lambda)`."""
+    r"""$\tau = \Delta t / (1 - \lambda)$."""
     return np.asarray(dt / (1.0 - np.asarray(decay)))
 
 
 def resistance(decay: np.ndarray | float) -> np.ndarray:
-    r""":math:`R = 1 / (1 - \lambda)`, the Euler gain :math:`R\Delta t/\tau` made one."""
+    r"""$R = 1 / (1 - \lambda)$, the Euler gain $R\Delta t/\tau$ made one."""
     return np.asarray(1.0 / (1.0 - np.asarray(decay)))
 
 
 def decay_from_tau(tau: np.ndarray | float, dt: float, where: str, field: str) -> np.ndarray:
-    r""":math:`\lambda = 1 - \Delta t/\tau`, which must lie in :math:`[0, 1]`."""
+    r"""$\lambda = 1 - \Delta t/\tau$, which must lie in $[0, 1]$."""
     tau = np.asarray(tau, dtype=np.float64)
     if np.any(~(tau > 0)):
         raise ValueError(f"from_nir: {where} has `{field}` <= 0 or NaN: {tau}.")
@@ -90,7 +93,7 @@ def decay_from_tau(tau: np.ndarray | float, dt: float, where: str, field: str) -
 
 
 def unit_gain(gain: np.ndarray | float) -> np.ndarray:
-    """Snap gains within ``GAIN_RTOL`` of one to exactly one (rounding in the file)."""
+    """Snap gains within `GAIN_RTOL` of one to exactly one (rounding in the file)."""
     gain = np.asarray(gain, dtype=np.float64)
     return np.where(np.abs(gain - 1.0) <= GAIN_RTOL, 1.0, gain)
 

@@ -1,4 +1,4 @@
-"""eqslax -> NIR: one node per layer, one ``Linear`` node per ``cat`` projection."""
+"""eqslax -> NIR: one node per layer, one `Linear` node per `cat` projection."""
 
 import io
 import math
@@ -132,38 +132,38 @@ def _connect_graph(model: Connect, dt: float, where: str, metadata: dict) -> nir
 
 
 def to_nir(model: AbstractNeuron | eqx.nn.Linear, *, dt: float = 1e-4) -> nir.NIRGraph:
-    r"""Write ``model`` as a NIR graph (checked by NIR's own type inference).
+    r"""Write `model` as a NIR graph (checked by NIR's own type inference).
 
-    Layers become nodes ``layer0, layer1, ...`` in a chain from ``input`` to ``output``;
-    each ``cat`` projection :math:`P^{k,i}` becomes a ``Linear`` node ``projection<n>``
-    with edges ``layer<i> -> projection<n> -> layer<k>`` (a cycle when :math:`i \ge k`,
-    read back as the previous step); a nested :class:`~eqslax.Connect` becomes a
-    sub-graph. ``eqx.nn.Linear`` is ``Affine`` with a bias and ``Linear`` without.
+    Layers become nodes `layer0, layer1, ...` in a chain from `input` to `output`;
+    each `cat` projection $P^{k,i}$ becomes a `Linear` node `projection<n>`
+    with edges `layer<i> -> projection<n> -> layer<k>` (a cycle when $i \ge k$,
+    read back as the previous step); a nested `Connect` becomes a
+    sub-graph. `eqx.nn.Linear` is `Affine` with a bias and `Linear` without.
 
-    Neurons (forward Euler with step ``dt``, see :mod:`eqslax.nir`):
+    Neurons (forward Euler with step `dt`, see `eqslax.nir`):
 
-    - ``LIF``/``LI``: :math:`\tau = \Delta t/(1-\lambda)`, :math:`R = 1/(1-\lambda)`,
-      :math:`v_\mathrm{leak} = 0`.
-    - ``CuBaLIF``: as LIF for the membrane, :math:`\tau_\mathrm{syn} = \Delta t/(1-\alpha)`,
-      :math:`w_\mathrm{in} = 1/(1-\alpha)`.
-    - ``IF``: :math:`R = 1/\Delta t`.
-    - ``v_threshold`` is the threshold and ``v_reset = 0``. NIR resets to ``v_reset``;
-      eqslax's ``reset`` and ``reset_decay`` are kept in the node metadata
-      (``eqslax.reset``, ``eqslax.reset_decay``), which :func:`from_nir` reads and other
-      tools ignore. ``dt`` is kept in the graph metadata (``eqslax.dt``).
+    - `LIF`/`LI`: $\tau = \Delta t/(1-\lambda)$, $R = 1/(1-\lambda)$,
+      $v_\mathrm{leak} = 0$.
+    - `CuBaLIF`: as LIF for the membrane, $\tau_\mathrm{syn} = \Delta t/(1-\alpha)$,
+      $w_\mathrm{in} = 1/(1-\alpha)$.
+    - `IF`: $R = 1/\Delta t$.
+    - `v_threshold` is the threshold and `v_reset = 0`. NIR resets to `v_reset`;
+      eqslax's `reset` and `reset_decay` are kept in the node metadata
+      (`eqslax.reset`, `eqslax.reset_decay`), which `from_nir` reads and other
+      tools ignore. `dt` is kept in the graph metadata (`eqslax.dt`).
 
     Parameters are written per neuron. Decays of exactly 1 (no leak) have no finite
-    :math:`\tau` and raise ``ValueError``. Gradient-only settings (surrogate,
-    ``detach_reset``, which constants train) are not part of NIR.
+    $\tau$ and raise `ValueError`. Gradient-only settings (surrogate,
+    `detach_reset`, which constants train) are not part of NIR.
 
     **Arguments:**
 
-    - ``model``: a :class:`~eqslax.Connect` or one supported layer
-      (``eqx.nn.Linear``, ``IF``, ``LIF``, ``LI``, ``CuBaLIF``).
-    - ``dt``: the time step one eqslax step stands for (default ``1e-4``, as Slax and
+    - `model`: a `Connect` or one supported layer
+      (`eqx.nn.Linear`, `IF`, `LIF`, `LI`, `CuBaLIF`).
+    - `dt`: the time step one eqslax step stands for (default `1e-4`, as Slax and
       snnTorch).
 
-    **Returns:** a ``nir.NIRGraph``; write it with ``nir.write`` or :func:`save_nir`.
+    **Returns:** a `nir.NIRGraph`; write it with `nir.write` or `save_nir`.
     """
     dt = check_dt(dt, "to_nir")
     if not isinstance(model, Connect):
@@ -179,8 +179,8 @@ def to_nir(model: AbstractNeuron | eqx.nn.Linear, *, dt: float = 1e-4) -> nir.NI
 def save_nir(
     path: str | os.PathLike, model: AbstractNeuron | eqx.nn.Linear, *, dt: float = 1e-4
 ) -> None:
-    """Write ``to_nir(model, dt=dt)`` to the HDF5 file ``path`` (via ``nir.write``) by way of
-    a temporary file and ``os.replace``, so that ``path`` is never left half written."""
+    """Write `to_nir(model, dt=dt)` to the HDF5 file `path` (via `nir.write`) by way of
+    a temporary file and `os.replace`, so that `path` is never left half written."""
     graph = to_nir(model, dt=dt)
     buffer = io.BytesIO()
     nir.write(buffer, graph)

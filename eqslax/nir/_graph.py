@@ -1,6 +1,6 @@
-"""Reading a NIR graph's topology as a chain of layers plus ``cat`` projections.
+"""Reading a NIR graph's topology as a chain of layers plus `cat` projections.
 
-Steps: flatten sub-graphs into one graph (their ``Input``/``Output`` nodes become plain
+Steps: flatten sub-graphs into one graph (their `Input`/`Output` nodes become plain
 joins), find the edges that close cycles (a depth-first walk from the input, successors
 visited by name), take the longest input-to-output path of the remaining acyclic graph
 as the chain, and read every other node as a projection between chain nodes.
@@ -19,7 +19,7 @@ _PASS = "pass"  # marker for joins: sub-graph Input/Output and Identity nodes
 
 @dataclasses.dataclass
 class FlatGraph:
-    """One level of nodes, joins removed; ``input``/``output`` name the graph's I/O."""
+    """One level of nodes, joins removed; `input`/`output` name the graph's I/O."""
 
     nodes: dict
     edges: set
@@ -35,8 +35,8 @@ class FlatGraph:
 
 @dataclasses.dataclass(frozen=True)
 class Projection:
-    """``cat`` edge from chain position ``source`` to the input of ``target``; ``node`` is
-    the ``Linear``/``Affine`` node that weighs it, ``None`` for a direct (identity) edge."""
+    """`cat` edge from chain position `source` to the input of `target`; `node` is
+    the `Linear`/`Affine` node that weighs it, `None` for a direct (identity) edge."""
 
     node: str | None
     source: int
@@ -54,8 +54,8 @@ def _io_node(graph, kind, where: str) -> str:
 
 def _rnn_edges(graph) -> list[tuple[str, str]] | None:
     """snnTorch's and Spyx's four-node recurrent sub-graph, read as they mean it:
-    ``input -> neuron <-> weight``, ``neuron -> output``, whatever edges the file holds.
-    ``None`` when ``graph`` is not such a sub-graph."""
+    `input -> neuron <-> weight`, `neuron -> output`, whatever edges the file holds.
+    `None` when `graph` is not such a sub-graph."""
     groups = (nir.Input, (nir.LIF, nir.CubaLIF, nir.IF), WEIGHT_NODES, nir.Output)
     found = [[name for name, node in graph.nodes.items() if isinstance(node, g)] for g in groups]
     if len(graph.nodes) != 4 or any(len(names) != 1 for names in found):
@@ -65,7 +65,7 @@ def _rnn_edges(graph) -> list[tuple[str, str]] | None:
 
 
 def _flatten_into(graph, prefix: str, nodes: dict, edges: list, convention, where: str):
-    """Copy ``graph``'s nodes under ``prefix`` and return the names of its Input/Output."""
+    """Copy `graph`'s nodes under `prefix` and return the names of its Input/Output."""
     inp = _io_node(graph, nir.Input, where)
     out = _io_node(graph, nir.Output, where)
     graph_edges = [(str(a), str(b)) for a, b in graph.edges]
@@ -179,7 +179,7 @@ def _back_edges(flat: FlatGraph) -> set:
 
 
 def _longest_path(flat: FlatGraph, forward: set) -> list[str]:
-    """Longest input-to-output path of the acyclic graph ``forward``; ties prefer layers
+    """Longest input-to-output path of the acyclic graph `forward`; ties prefer layers
     over projection-shaped nodes, then names in order."""
     indegree = {name: 0 for name in flat.nodes}
     for _, b in forward:
@@ -212,7 +212,7 @@ def _longest_path(flat: FlatGraph, forward: set) -> list[str]:
 
 
 def chain(flat: FlatGraph) -> tuple[list[str], list[Projection]]:
-    """The layers in order and the projections between them (``Connect``'s ``cat``)."""
+    """The layers in order and the projections between them (`Connect`'s `cat`)."""
     forward = flat.edges - _back_edges(flat)
     path = _longest_path(flat, forward)
     layers = path[1:-1]

@@ -1,4 +1,4 @@
-"""NIR -> eqslax: a ``Connect`` whose layers are the graph's main path and whose ``cat``
+"""NIR -> eqslax: a `Connect` whose layers are the graph's main path and whose `cat`
 projections are its side connections."""
 
 import os
@@ -46,7 +46,7 @@ def _options(graph, dt, convention, reset, reset_decay, surrogate, detach_reset)
 
 
 def _projection_weight(flat, projection, layers, shapes) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(weight, bias)`` of one side connection, checked against the layers it joins."""
+    """`(weight, bias)` of one side connection, checked against the layers it joins."""
     n_in = int(np.prod(layers[projection.source].out_shape))
     n_out = int(np.prod(shapes[projection.target]))
     if projection.node is None:
@@ -68,8 +68,8 @@ def _projection_weight(flat, projection, layers, shapes) -> tuple[np.ndarray, np
 
 
 def _fold_into_previous(layers, k, names, sources, bias, gain):
-    """Add ``bias`` to, then scale by ``gain``, the ``Linear`` layer before layer ``k``:
-    both act on everything summed into layer ``k`` (exact when nothing else reads it)."""
+    """Add `bias` to, then scale by `gain`, the `Linear` layer before layer `k`:
+    both act on everything summed into layer `k` (exact when nothing else reads it)."""
     what = "an Affine side connection's bias" if gain is None else "an LI's Euler gain"
     previous = layers[k - 1].module if k > 0 else None
     if not isinstance(previous, eqx.nn.Linear) or (k - 1) in sources:
@@ -94,7 +94,7 @@ def _fold_into_previous(layers, k, names, sources, bias, gain):
 
 
 def _layers(flat, names, options) -> tuple[list[Layer], list[tuple[int, ...]]]:
-    """Each chain node converted; ``shapes[k]`` is the input shape of layer ``k``."""
+    """Each chain node converted; `shapes[k]` is the input shape of layer `k`."""
     declared = flat.nodes[flat.input].input_type["input"]
     shapes = [first_input_shape(flat.nodes[names[0]], declared)]
     layers = []
@@ -106,8 +106,8 @@ def _layers(flat, names, options) -> tuple[list[Layer], list[tuple[int, ...]]]:
 
 
 def _side_weights(flat, names, projections, layers, shapes) -> dict:
-    """``{(target, source): weight}``, parallel connections summed; biases and LI gains
-    folded (this rewrites ``layers``)."""
+    """`{(target, source): weight}`, parallel connections summed; biases and LI gains
+    folded (this rewrites `layers`)."""
     weights: dict = {}
     biases: dict = {}
     for projection in projections:
@@ -170,58 +170,58 @@ def from_nir(
     surrogate: AbstractSurrogate | None = None,
     detach_reset: bool | None = None,
 ) -> Connect:
-    r"""Build a :class:`~eqslax.Connect` that computes what ``graph`` describes.
+    r"""Build a `Connect` that computes what `graph` describes.
 
-    The graph must be a chain from its ``Input`` to its ``Output`` (sub-graphs are
-    inlined) of ``Affine``/``Linear`` (-> ``eqx.nn.Linear``), ``IF``, ``LIF``, ``LI``
-    and ``CubaLIF`` nodes, plus side connections: ``Linear``/``Affine`` nodes (or direct
-    edges) from one chain node to another. These become ``cat`` projections, read at the
+    The graph must be a chain from its `Input` to its `Output` (sub-graphs are
+    inlined) of `Affine`/`Linear` (-> `eqx.nn.Linear`), `IF`, `LIF`, `LI`
+    and `CubaLIF` nodes, plus side connections: `Linear`/`Affine` nodes (or direct
+    edges) from one chain node to another. These become `cat` projections, read at the
     same step when they point forward and at the previous step when they close a cycle
     (the edge that closes it in a depth-first walk from the input that visits successors
-    in name order; :func:`to_nir`'s names make that walk follow the layers). An
-    ``Affine`` side connection's bias is folded into the ``Linear`` layer before its target.
+    in name order; `to_nir`'s names make that walk follow the layers). An
+    `Affine` side connection's bias is folded into the `Linear` layer before its target.
 
-    Neurons are read with forward Euler and step ``dt`` (see :mod:`eqslax.nir`):
-    :math:`\lambda = 1 - \Delta t/\tau`, input gain :math:`g = R\Delta t/\tau`
-    (``IF``: :math:`R\Delta t`; ``CubaLIF``: :math:`w_\mathrm{in}\Delta t/\tau_\mathrm{syn}
-    \cdot R\Delta t/\tau_\mathrm{mem}`); gains within ``1e-6`` of one count as one. A
+    Neurons are read with forward Euler and step `dt` (see `eqslax.nir`):
+    $\lambda = 1 - \Delta t/\tau$, input gain $g = R\Delta t/\tau$
+    (`IF`: $R\Delta t$; `CubaLIF`: $w_\mathrm{in}\Delta t/\tau_\mathrm{syn}
+    \cdot R\Delta t/\tau_\mathrm{mem}$); gains within `1e-6` of one count as one. A
     spiking node's gain divides its threshold (the same spikes, the membrane in units of
-    :math:`g`); an ``LI``'s gain scales the weights into it. ``v_leak`` must be 0.
-    eqslax fires at :math:`v \ge \vartheta` where NIR writes :math:`v > \vartheta` (the
+    $g$); an `LI`'s gain scales the weights into it. `v_leak` must be 0.
+    eqslax fires at $v \ge \vartheta$ where NIR writes $v > \vartheta$ (the
     two differ only at equality).
 
     **Arguments:**
 
-    - ``graph``: a ``nir.NIRGraph`` (``nir.read(path)``; or use :func:`load_nir`).
-    - ``dt``: the step the file was written with. Default: the graph's ``eqslax.dt``
-      metadata under ``convention="eqslax"``, else the convention's (``1e-4``; Spyx ``1``).
-    - ``convention``: whose reading of the nodes to use:
+    - `graph`: a `nir.NIRGraph` (`nir.read(path)`; or use `load_nir`).
+    - `dt`: the step the file was written with. Default: the graph's `eqslax.dt`
+      metadata under `convention="eqslax"`, else the convention's (`1e-4`; Spyx `1`).
+    - `convention`: whose reading of the nodes to use:
 
-      * ``"eqslax"``: NIR's own semantics; a spiking node resets to ``v_reset = 0`` at the
-        spike (``reset="zero"``, ``reset_decay=True``) unless its metadata
-        (``eqslax.reset``, ``eqslax.reset_decay``, written by :func:`to_nir`) says otherwise.
-      * ``"snntorch"``: files from ``snntorch.export_to_nir``: ``Leaky``/``Synaptic``
-        defaults, ``reset="subtract"`` of the previous step's spike (``reset_decay=False``);
-        four-node recurrent sub-graphs read as ``RLeaky``/``RSynaptic``. It also trains
-        like snnTorch: the reset is detached (``detach_reset=True``; snnTorch cuts the
-        reset's gradient) and the surrogate is snnTorch's default ``ATan``,
-        ``Arctan(alpha=2)``: :math:`\sigma'(x) = \frac{\alpha/2}{1 + (\pi\alpha x/2)^2}`
-        with :math:`\alpha = 2`, :math:`x = v - \vartheta`.
-      * ``"spyx"``: files from ``spyx.nir.to_nir``: ``r`` and ``w_in`` ignored (Spyx writes
-        ``r = beta``), ``dt = 1``, ``reset="subtract"``, ``reset_decay=False``. Spyx's
+      * `"eqslax"`: NIR's own semantics; a spiking node resets to `v_reset = 0` at the
+        spike (`reset="zero"`, `reset_decay=True`) unless its metadata
+        (`eqslax.reset`, `eqslax.reset_decay`, written by `to_nir`) says otherwise.
+      * `"snntorch"`: files from `snntorch.export_to_nir`: `Leaky`/`Synaptic`
+        defaults, `reset="subtract"` of the previous step's spike (`reset_decay=False`);
+        four-node recurrent sub-graphs read as `RLeaky`/`RSynaptic`. It also trains
+        like snnTorch: the reset is detached (`detach_reset=True`; snnTorch cuts the
+        reset's gradient) and the surrogate is snnTorch's default `ATan`,
+        `Arctan(alpha=2)`: $\sigma'(x) = \frac{\alpha/2}{1 + (\pi\alpha x/2)^2}$
+        with $\alpha = 2$, $x = v - \vartheta$.
+      * `"spyx"`: files from `spyx.nir.to_nir`: `r` and `w_in` ignored (Spyx writes
+        `r = beta`), `dt = 1`, `reset="subtract"`, `reset_decay=False`. Spyx's
         neurons emit the spike of the carried membrane, so Spyx's spikes lag eqslax's by
         one step per layer. Only the first layer's membranes agree; each deeper layer
         receives its input one step later, so its membranes lag one more step. Spyx's
-        ``CuBaLIF`` subtracts its reset twice, which no eqslax neuron does.
-    - ``reset``, ``reset_decay``: override the reset of every spiking node.
-    - ``surrogate``: spike function of the spiking neurons (default: the convention's,
-      ``Arctan(2)`` for snnTorch, else ``FastSigmoid()``).
-    - ``detach_reset``: cut the reset's gradient (default: the convention's, ``True`` for
-      snnTorch, else ``False``).
+        `CuBaLIF` subtracts its reset twice, which no eqslax neuron does.
+    - `reset`, `reset_decay`: override the reset of every spiking node.
+    - `surrogate`: spike function of the spiking neurons (default: the convention's,
+      `Arctan(2)` for snnTorch, else `FastSigmoid()`).
+    - `detach_reset`: cut the reset's gradient (default: the convention's, `True` for
+      snnTorch, else `False`).
 
-    **Returns:** a ``Connect``; constants are per neuron and frozen (neuron defaults).
-    Unsupported node types raise ``TypeError`` naming the node; parameters or topology
-    eqslax cannot express raise ``ValueError`` naming the node.
+    **Returns:** a `Connect`; constants are per neuron and frozen (neuron defaults).
+    Unsupported node types raise `TypeError` naming the node; parameters or topology
+    eqslax cannot express raise `ValueError` naming the node.
     """
     options = _options(graph, dt, convention, reset, reset_decay, surrogate, detach_reset)
     flat = flatten(graph, options.convention)
@@ -243,11 +243,11 @@ def load_nir(
     surrogate: AbstractSurrogate | None = None,
     detach_reset: bool | None = None,
 ) -> Connect:
-    """``from_nir(nir.read(path), ...)``: read a NIR HDF5 file (NIR's type checks on).
+    """`from_nir(nir.read(path), ...)`: read a NIR HDF5 file (NIR's type checks on).
 
-    A missing file raises ``FileNotFoundError``; a file that is not a complete NIR file
-    (junk, truncated, or an HDF5 file of something else) raises ``ValueError``; both name
-    the file, as do the errors ``from_nir`` raises about its nodes.
+    A missing file raises `FileNotFoundError`; a file that is not a complete NIR file
+    (junk, truncated, or an HDF5 file of something else) raises `ValueError`; both name
+    the file, as do the errors `from_nir` raises about its nodes.
     """
     graph = _read(path)
     try:

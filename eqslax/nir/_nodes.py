@@ -37,7 +37,7 @@ class Options:
 
 @dataclasses.dataclass
 class Layer:
-    """An imported layer; ``input_gain`` multiplies everything summed into it (an LI with
+    """An imported layer; `input_gain` multiplies everything summed into it (an LI with
     a non-unit Euler gain, folded into the incoming weights by the caller)."""
 
     module: eqx.Module
@@ -171,7 +171,7 @@ def _weights(node, where: str, in_shape) -> Layer:
 
 
 def _flatten(node, where: str, in_shape) -> Layer:
-    """A ``Flatten`` to one vector per sample (leading batch axes of size 1 dropped)."""
+    """A `Flatten` to one vector per sample (leading batch axes of size 1 dropped)."""
     declared = node.input_type.get("input")
     shape = in_shape if declared is None else strip_batch_axes(tuple(int(s) for s in declared))
     out = node.output_type.get("output")
@@ -189,7 +189,7 @@ def _flatten(node, where: str, in_shape) -> Layer:
 
 
 def node_to_layer(node, options: Options, where: str, in_shape) -> Layer:
-    """Convert one node; ``in_shape`` is the shape it receives (``None``: not known)."""
+    """Convert one node; `in_shape` is the shape it receives (`None`: not known)."""
     if isinstance(node, (nir.Linear, nir.Affine)):
         return _weights(node, where, in_shape)
     if isinstance(node, (nir.IF, nir.LIF, nir.LI, nir.CubaLIF)):

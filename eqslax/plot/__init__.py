@@ -1,8 +1,8 @@
 """Figures for spiking networks and their training (matplotlib).
 
-Imported only on request (``import eqslax.plot``); ``import eqslax`` never loads
-matplotlib. Every function returns its ``Figure``, draws into given ``ax``/``axes`` when
-passed, and never calls ``plt.show``. Without a display (and no backend chosen) the
+Imported only on request (`import eqslax.plot`); `import eqslax` never loads
+matplotlib. Every function returns its `Figure`, draws into given `ax`/`axes` when
+passed, and never calls `plt.show`. Without a display (and no backend chosen) the
 non-interactive Agg backend is selected.
 """
 

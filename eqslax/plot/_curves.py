@@ -25,11 +25,11 @@ def similarity_curves(steps, curves: Mapping, ax: Axes | None = None) -> Figure:
 
     **Arguments:**
 
-    - ``steps``: the recorded steps, 1-D.
-    - ``curves``: ``{layer: cosines}`` or, to compare rules, ``{rule: {layer:
-      cosines}}`` (a colour per layer, a line style per rule). ``SimilarityRecorder``'s
-      ``steps`` and ``layer_curves()`` fit directly.
-    - ``ax``.
+    - `steps`: the recorded steps, 1-D.
+    - `curves`: `{layer: cosines}` or, to compare rules, `{rule: {layer:
+      cosines}}` (a colour per layer, a line style per rule). `SimilarityRecorder`'s
+      `steps` and `layer_curves()` fit directly.
+    - `ax`.
 
     **Returns:** the figure.
     """
@@ -68,10 +68,10 @@ def training_curves(
 ) -> Figure:
     """Accuracy (left) and loss (right) of several runs over training.
 
-    **Arguments:** ``histories`` ``{rule: history}`` with the lists of
-    :func:`eqslax.fit` (``epoch``, ``test_accuracy``, ``train_accuracy``, ``train_loss``,
-    ``test_loss``); test curves are solid, training curves dashed, a colour per rule;
-    ``axes`` two Axes; ``x`` the history key of the horizontal axis (its absence means
+    **Arguments:** `histories` `{rule: history}` with the lists of
+    `eqslax.fit` (`epoch`, `test_accuracy`, `train_accuracy`, `train_loss`,
+    `test_loss`); test curves are solid, training curves dashed, a colour per rule;
+    `axes` two Axes; `x` the history key of the horizontal axis (its absence means
     1, 2, ...).
 
     **Returns:** the figure.

@@ -28,7 +28,7 @@ from .._checkpoint import atomic_write  # noqa: E402
 
 
 def one_axes(ax: Axes | None, owner: str, **figure_options) -> tuple[Figure, Axes]:
-    """``ax`` and its figure, or a new figure with one axes."""
+    """`ax` and its figure, or a new figure with one axes."""
     if ax is None:
         fig, ax = plt.subplots(**figure_options)
         return fig, ax
@@ -42,8 +42,8 @@ def one_axes(ax: Axes | None, owner: str, **figure_options) -> tuple[Figure, Axe
 def many_axes(
     axes: Sequence[Axes] | np.ndarray | None, shape: tuple[int, int], owner: str, **figure_options
 ) -> tuple[Figure, list[Axes]]:
-    """``axes`` (exactly ``rows × cols`` of them) and their figure, or a new figure with a
-    ``shape = (rows, cols)`` grid."""
+    """`axes` (exactly `rows × cols` of them) and their figure, or a new figure with a
+    `shape = (rows, cols)` grid."""
     count = shape[0] * shape[1]
     if axes is None:
         fig, created = plt.subplots(*shape, squeeze=False, **figure_options)
@@ -60,10 +60,10 @@ def many_axes(
 def save_figure(
     fig: Figure, path: str | os.PathLike, *, dpi: float | int | None = None, **options
 ) -> None:
-    """Save ``fig`` to ``path`` atomically: render to memory, write a temporary file in
-    the same directory, then ``os.replace`` it into place, so ``path`` is never left
-    half written. The format comes from the extension (``.png``, ``.pdf``, ``.svg``);
-    ``options`` go to ``Figure.savefig``."""
+    """Save `fig` to `path` atomically: render to memory, write a temporary file in
+    the same directory, then `os.replace` it into place, so `path` is never left
+    half written. The format comes from the extension (`.png`, `.pdf`, `.svg`);
+    `options` go to `Figure.savefig`."""
     if not isinstance(fig, Figure):
         raise TypeError(
             f"save_figure: `fig` must be a matplotlib Figure, got {type(fig).__name__}."

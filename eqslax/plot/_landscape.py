@@ -42,14 +42,14 @@ def landscape(
 
     **Arguments:**
 
-    - ``alphas``, ``betas``, ``surface``: the grid and the values of
-      :func:`eqslax.analysis.loss_surface`, ``surface[i, j]`` at ``(alphas[i], betas[j])``.
-    - ``trajectories``: ``{name: (steps, 2) coordinates}`` (e.g. one rule each, from
-      :func:`eqslax.analysis.trajectory_pca`), or one ``(steps, 2)`` array.
-    - ``explained_variance``: the two ratios of the PCA plane; the axes are then
+    - `alphas`, `betas`, `surface`: the grid and the values of
+      `eqslax.analysis.loss_surface`, `surface[i, j]` at `(alphas[i], betas[j])`.
+    - `trajectories`: `{name: (steps, 2) coordinates}` (e.g. one rule each, from
+      `eqslax.analysis.trajectory_pca`), or one `(steps, 2)` array.
+    - `explained_variance`: the two ratios of the PCA plane; the axes are then
       labelled "1st PC: r₁ %" and "2nd PC: r₂ %".
-    - ``ax``; ``levels`` the number of contour levels; ``filled`` for ``contourf``;
-      ``colorbar``.
+    - `ax`; `levels` the number of contour levels; `filled` for `contourf`;
+      `colorbar`.
 
     **Returns:** the figure.
     """

@@ -10,7 +10,7 @@ from ._figure import many_axes, one_axes
 
 
 def _as_time_major(values, name: str, owner: str) -> np.ndarray:
-    """``(time, *neurons)`` as a ``(time, neurons)`` NumPy array."""
+    """`(time, *neurons)` as a `(time, neurons)` NumPy array."""
     array = np.asarray(values)
     if array.ndim < 1 or array.size == 0:
         raise ValueError(
@@ -41,11 +41,11 @@ def raster(
     marker_size: float = 30.0,
     title: str | None = None,
 ) -> Figure:
-    """Spike raster: a tick at ``(t·dt, i)`` for every nonzero ``spikes[t, i]``.
+    """Spike raster: a tick at `(t·dt, i)` for every nonzero `spikes[t, i]`.
 
-    **Arguments:** ``spikes`` ``(time, *neurons)`` (neurons flattened, e.g. one sample of
-    ``eqslax.record(...)[1].outputs``); ``ax`` to draw into (default a new figure);
-    ``dt`` the step length for the time axis; ``color``, ``marker_size``, ``title``.
+    **Arguments:** `spikes` `(time, *neurons)` (neurons flattened, e.g. one sample of
+    `eqslax.record(...)[1].outputs`); `ax` to draw into (default a new figure);
+    `dt` the step length for the time axis; `color`, `marker_size`, `title`.
 
     **Returns:** the figure.
     """
@@ -72,12 +72,12 @@ def network_raster(
 
     **Arguments:**
 
-    - ``layers``: an ``eqslax.Recording`` of one sample or its ``.layers`` (one
-      ``(time, *shape)`` array per layer of a ``Connect``).
-    - ``input``: the ``(time, *in)`` input; a raster when it is binary, else a heat map.
-    - ``axes``: one Axes per panel (input first), default a new figure.
-    - ``spiking``: which layers to show, one bool each (e.g.
-      ``eqslax.spiking_layers(model)``); default the layers whose values are all 0 or 1.
+    - `layers`: an `eqslax.Recording` of one sample or its `.layers` (one
+      `(time, *shape)` array per layer of a `Connect`).
+    - `input`: the `(time, *in)` input; a raster when it is binary, else a heat map.
+    - `axes`: one Axes per panel (input first), default a new figure.
+    - `spiking`: which layers to show, one bool each (e.g.
+      `eqslax.spiking_layers(model)`); default the layers whose values are all 0 or 1.
 
     **Returns:** the figure.
     """
@@ -129,10 +129,10 @@ def membrane(
 ) -> Figure:
     """Membrane potentials over time, one line per neuron, with the threshold dashed.
 
-    **Arguments:** ``trace`` ``(time, *neurons)`` (e.g.
-    ``recording.states.layers[k].v`` for one sample); ``threshold`` a scalar or one
-    value per neuron; ``neurons`` a slice or indices of the neurons to draw (default
-    all); ``ax``; ``dt``.
+    **Arguments:** `trace` `(time, *neurons)` (e.g.
+    `recording.states.layers[k].v` for one sample); `threshold` a scalar or one
+    value per neuron; `neurons` a slice or indices of the neurons to draw (default
+    all); `ax`; `dt`.
 
     **Returns:** the figure.
     """
