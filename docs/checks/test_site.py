@@ -1,8 +1,11 @@
 """The built site as a reader sees it: headless Chromium renders pages of `site/`.
 
-Run with `make docs-check` after `make docs`. Skips, saying why, where Chromium is absent.
+Run with `make docs-check` after `make docs`. Skips, saying why, where Chromium is absent
+or cannot start headless (a browser that renders `about:blank` and then fails on a page
+of the site fails the check).
 """
 
+import functools
 import html
 import re
 import shutil
@@ -18,14 +21,34 @@ BROWSER = next(
 )
 
 
+HEADLESS = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu"]
+
+
+@functools.cache
+def browser_problem() -> str | None:
+    """Why no headless Chromium can render here, or `None` when one can."""
+    if BROWSER is None:
+        return "no Chromium on this machine (Debian: apt-get install chromium)"
+    try:
+        probe = subprocess.run(
+            [*HEADLESS, "--dump-dom", "about:blank"], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"{BROWSER} cannot start headless: {error}"
+    if probe.returncode != 0 or "<html" not in probe.stdout:
+        return f"{BROWSER} cannot start headless: {probe.stderr.strip()[-300:]}"
+    return None
+
+
 def rendered(page: str) -> str:
     """The DOM of `site/<page>` after Chromium has loaded it and run its scripts."""
-    if BROWSER is None:
-        pytest.skip("no Chromium on this machine (Debian: apt-get install chromium)")
+    problem = browser_problem()
+    if problem is not None:
+        pytest.skip(problem)
     path = SITE / page
     assert path.exists(), f"{path} is missing: run `make docs` first"
     result = subprocess.run(
-        [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", path.as_uri()],
+        [*HEADLESS, "--dump-dom", path.as_uri()],
         capture_output=True,
         text=True,
         timeout=120,

@@ -54,6 +54,7 @@ PAGES = {
             "eqslax._parameters",
             "eqslax._nonfinite",
             "eqslax._hessian",
+            "eqslax._metrics",
         ),
         None,
     ),

@@ -119,7 +119,7 @@ def cell(rule, model, reference, loss, xs, ys) -> tuple[str, str]:
     if _relative_error(grads, reference) < EXACT:
         return "exact", ""
     cosine = float(eqslax.analysis.cosine_similarity(grads, reference).global_cosine)
-    return "approximate", f"cos {cosine:.3f}"
+    return "approximate", f"{cosine:.3f}"
 
 
 def support_matrix(key=None):
@@ -152,13 +152,18 @@ MARK = {"exact": "✓", "approximate": "≈", "refused": "✗"}
 def markdown() -> str:
     names, table = support_matrix()
     lines = [
+        "---",
+        "hide: [toc]",  # the table needs the page's whole width
+        "---",
+        "",
         "# Support matrix",
         "",
         "Which learning rule runs on which layer and neuron, measured when this page was",
         "built: each cell runs the rule on a small random float64 network (the hidden layer",
         "of the row, then a leaky-integrator readout, per-step cross-entropy) and compares",
         "its gradient with BPTT's. ✓ exact: equal to BPTT to a relative error below 1e-8;",
-        "≈ approximate: the global cosine similarity to BPTT; ✗ refused: the rule's error.",
+        "≈ approximate, with the global cosine similarity of its gradient to BPTT's;",
+        "✗ refused, with the number of the reason the rule gave (listed below the table).",
         "",
         "| layer | kind | " + " | ".join(names) + " |",
         "|---|---|" + "---|" * len(names),

@@ -7,7 +7,8 @@ shows each cell's code, what it printed and the figures it left open. A cell tha
 fails the build, so the printed output on the site is always real.
 
 `EQSLAX_TUTORIALS=full` runs the tutorials at their full sizes; the default (CI) runs
-them small. A tutorial reads the choice from `eqslax_docs_full`, set in its namespace.
+them small. A tutorial reads that variable itself, so it also runs as a plain script
+(`python docs/tutorials/02_training_bptt.py`) with the same sizes.
 """
 
 import contextlib
@@ -55,7 +56,7 @@ def figures_png() -> list[bytes]:
 def run_tutorial(path: Path, full: bool) -> tuple[str, dict[str, bytes]]:
     """The page's Markdown and its images `{name: png}`."""
     os.environ.setdefault("MPLBACKEND", "Agg")
-    namespace = {"__name__": "__main__", "eqslax_docs_full": full}
+    namespace = {"__name__": "__main__"}
     lines, images = [], {}
     import jax
 
@@ -91,7 +92,10 @@ def run_tutorial(path: Path, full: bool) -> tuple[str, dict[str, bytes]]:
 
 
 def on_files(files, config):
-    full = os.environ.get("EQSLAX_TUTORIALS", "small") == "full"
+    sizes = os.environ.get("EQSLAX_TUTORIALS", "small")
+    if sizes not in ("small", "full"):
+        raise ValueError(f"EQSLAX_TUTORIALS must be `small` or `full`, got {sizes!r}")
+    full = sizes == "full"
     folder = Path(config["docs_dir"]) / "tutorials"
     for path in sorted(folder.glob("[0-9]*.py")):
         markdown, images = run_tutorial(path, full)

@@ -6,6 +6,8 @@
 # classes differ in the timing of spikes (T-Randman) or in their rates (R-Randman).
 
 # %%
+import os
+
 import equinox as eqx
 import jax
 import optax
@@ -14,7 +16,8 @@ import eqslax
 import eqslax.plot
 from eqslax.data import randman
 
-full = eqslax_docs_full  # noqa: F821 (set by the docs build: full or small sizes)
+# EQSLAX_TUTORIALS=full runs the full sizes (small by default, as in CI)
+full = os.environ.get("EQSLAX_TUTORIALS", "small") == "full"
 samples, epochs = (200, 30) if full else (100, 15)
 data = randman(jax.random.key(0), n_classes=5, encoding="time", samples_per_class=samples)
 print("train", data.train_x.shape, "test", data.test_x.shape)

@@ -8,6 +8,8 @@
 # once per batch. Both take the same rules: OSTL, OTTT, OTPE, ApproxOTPE, e-prop and RTRL.
 
 # %%
+import os
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -16,7 +18,8 @@ import optax
 import eqslax
 from eqslax.data import randman
 
-full = eqslax_docs_full  # noqa: F821 (set by the docs build)
+# EQSLAX_TUTORIALS=full runs the full sizes (small by default, as in CI)
+full = os.environ.get("EQSLAX_TUTORIALS", "small") == "full"
 samples, epochs = (200, 10) if full else (60, 3)
 data = randman(jax.random.key(0), n_classes=5, encoding="time", samples_per_class=samples)
 model = eqslax.feedforward((20, 64, 5), key=jax.random.key(1), readout="li")

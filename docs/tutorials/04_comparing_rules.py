@@ -7,6 +7,8 @@
 # around a solution shows every rule's trajectory (Fig. 10 b).
 
 # %%
+import os
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -17,7 +19,8 @@ import eqslax.plot
 from eqslax.data import randman
 
 jax.config.update("jax_enable_x64", True)
-full = eqslax_docs_full  # noqa: F821 (set by the docs build)
+# EQSLAX_TUTORIALS=full runs the full sizes (small by default, as in CI)
+full = os.environ.get("EQSLAX_TUTORIALS", "small") == "full"
 data = randman(jax.random.key(0), n_classes=5, encoding="time",
                samples_per_class=100 if full else 20, dtype=jnp.float64)
 model = eqslax.feedforward((20, 32, 5), key=jax.random.key(1), readout="li")
