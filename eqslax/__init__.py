@@ -3,6 +3,7 @@
 from . import compare as compare  # noqa: E402 (callable: eqslax.compare(...))
 from ._checkpoint import (
     Checkpoint as Checkpoint,
+    CheckpointError as CheckpointError,
     load_checkpoint as load_checkpoint,
     save_checkpoint as save_checkpoint,
 )

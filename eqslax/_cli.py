@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -43,17 +44,55 @@ def load_data(args):
     )
 
 
+# flag -> (attribute, smallest allowed value); every one is an int
+_INT_FLAGS = {
+    "--classes": ("classes", 2),
+    "--units": ("units", 1),
+    "--steps": ("steps", 1),
+    "--samples": ("samples", 1),
+    "--hidden": ("hidden", 1),
+    "--epochs": ("epochs", 1),
+    "--batch-size": ("batch_size", 1),
+    "--seed": ("seed", 0),
+    "--checkpoint-every": ("checkpoint_every", 1),
+}
+
+
+def _check_train_flags(args) -> str | None:
+    """The first invalid flag of `eqslax train`, as a message, or `None`."""
+    for flag, (name, least) in _INT_FLAGS.items():
+        value = getattr(args, name)
+        if value is not None and value < least:
+            return f"`{flag}` must be an integer >= {least}, got {value}"
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        return f"`--lr` must be a finite number > 0, got {args.lr}"
+    if not (math.isfinite(args.p) and 0.0 <= args.p <= 1.0):
+        return f"`--p` must be a fraction in [0, 1], got {args.p}"
+    return None
+
+
 def _train(args) -> int:
     import jax
     import optax
 
     import eqslax
 
+    from ._preflight import prepare_output_dir
+
     rules = {"bptt": eqslax.BPTT()}
     if args.rule not in rules:
         sys.stderr.write(
             f"eqslax train: unknown rule {args.rule!r}; valid rules: {', '.join(rules)}.\n"
         )
+        return 2
+    problem = _check_train_flags(args)
+    if problem is None:
+        try:
+            prepare_output_dir(args.out, "--out", "eqslax train")
+        except OSError as error:
+            problem = str(error).removeprefix("eqslax train: ")
+    if problem is not None:
+        sys.stderr.write(f"eqslax train: {problem.rstrip('.')}.\n")
         return 2
     data = load_data(args)
     key = jax.random.key(args.seed)
@@ -63,17 +102,21 @@ def _train(args) -> int:
     loss = eqslax.Accumulated(reduce="mean")
     step = eqslax.train_offline(model, loss, optax.adam(args.lr), rules[args.rule])
     start = time.perf_counter()
-    model, history = eqslax.fit(
-        model,
-        step,
-        data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        key=jax.random.fold_in(key, 2),
-        checkpoint_dir=args.out,
-        checkpoint_every=args.checkpoint_every,
-        resume=args.resume,
-    )
+    try:
+        model, history = eqslax.fit(
+            model,
+            step,
+            data,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            key=jax.random.fold_in(key, 2),
+            checkpoint_dir=args.out,
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
+        )
+    except FloatingPointError as error:  # training diverged: say so, exit non-zero
+        sys.stderr.write(f"eqslax train: {error}\n")
+        return 1
     summary = {
         "rule": args.rule,
         "encoding": args.encoding,

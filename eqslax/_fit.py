@@ -10,13 +10,20 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
-from ._checkpoint import Checkpoint, atomic_write, load_checkpoint, save_checkpoint
+from ._checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from ._finite import any_nonfinite, check_finite, first_nonfinite
 from ._losses import AbstractLoss
 from ._metrics import add_totals, finish_metrics, metric_names, metric_totals
 from ._neurons import AbstractNeuron
+from ._parameters import trainable
+from ._preflight import check_int, check_key, check_splits, prepare_output_dir
 from ._rules._base import check_batch
+
+_ON_NONFINITE = ("raise", "skip", "ignore")
+_FORMAT = 1  # version of what fit keeps in a checkpoint's metadata
 
 
 @eqx.filter_jit
@@ -32,6 +39,7 @@ def evaluate(
     """Sample-mean loss and the task metrics of `model` on `(xs, ys)`, in chunks:
     `{"loss", "accuracy"}` for class labels, `{"loss", "mse", "r2"}` for real-valued
     targets (see `eqslax.task_metrics`)."""
+    check_int(batch_size, "batch_size", "evaluate")
     ys = check_batch(model, loss, xs, ys, "evaluate")
     total_loss, totals = 0.0, None
     for start in range(0, xs.shape[0], batch_size):
@@ -71,6 +79,148 @@ class _Progress:
             )
 
 
+class _Run:
+    """Where training stands: the model and state, the position (`epoch`, and
+    `batch`, the index of the next batch within it), the history of finished epochs and
+    the running sums of the current one. All of it goes into one checkpoint."""
+
+    def __init__(self, model, state, key, batch_size, train_size, columns):
+        self.model, self.state, self.key = model, state, key
+        self.batch_size, self.train_size = batch_size, train_size
+        self.done, self.epoch, self.batch = 0, 0, 0
+        self.columns = columns
+        self.history: dict[str, list] = {k: [] for k in columns}
+        self.sums = _empty_sums()
+        self.epoch_start = time.perf_counter()
+
+    def metadata(self) -> dict:
+        totals = self.sums["totals"]
+        totals = None if totals is None else {k: v.tolist() for k, v in totals.items()}
+        sums = dict(self.sums, totals=totals, seconds=time.perf_counter() - self.epoch_start)
+        fields = ("batch_size", "train_size", "done", "epoch", "batch", "history")
+        return {"fit": {"version": _FORMAT, "sums": sums, **{f: getattr(self, f) for f in fields}}}
+
+    def like(self) -> Checkpoint:
+        return Checkpoint(self.model, self.state, np.asarray(0, np.int64), self.key)
+
+    def save(self, directory: str | None) -> None:
+        if directory is None:
+            return
+        step = np.asarray(self.done, np.int64)
+        checkpoint = Checkpoint(self.model, self.state, step, self.key, self.metadata())
+        save_checkpoint(os.path.join(directory, "checkpoint.eqx"), checkpoint)
+        # A readable copy; resumption reads the history from the checkpoint only.
+        atomic_write(os.path.join(directory, "history.json"), json.dumps(self.history).encode())
+
+    def restore(self, path: str, epochs: int) -> None:
+        loaded = load_checkpoint(path, self.like())
+        meta = loaded.metadata.get("fit")
+        if not isinstance(meta, dict) or meta.get("version") != _FORMAT:
+            raise CheckpointError(
+                f"fit: {path!r} is an eqslax checkpoint but was not written by fit (it has no "
+                f"fit position or history), so training cannot resume from it."
+            )
+        for name, ours in (("batch_size", self.batch_size), ("train_size", self.train_size)):
+            if meta[name] != ours:
+                label = "the number of training samples" if name == "train_size" else name
+                raise ValueError(
+                    f"fit: cannot resume from {path!r}: it was written with {label} = "
+                    f"{meta[name]}, this call has {ours}. Resume with the same {label}, or "
+                    f"use a new `checkpoint_dir`."
+                )
+        if not np.array_equal(_key_data(loaded.key), _key_data(self.key)):
+            raise ValueError(
+                f"fit: cannot resume from {path!r}: it was written with a different `key`."
+            )
+        if meta["epoch"] > epochs:
+            raise ValueError(
+                f"fit: cannot resume from {path!r} with epochs = {epochs}: it has already "
+                f"finished {meta['epoch']} epochs."
+            )
+        self.model, self.state = loaded.model, loaded.state
+        self.done, self.epoch, self.batch = meta["done"], meta["epoch"], meta["batch"]
+        if sorted(meta["history"]) != sorted(self.columns):
+            raise ValueError(
+                f"fit: cannot resume from {path!r}: its history has the columns "
+                f"{sorted(meta['history'])}, this loss reports {sorted(self.columns)}."
+            )
+        self.history = {k: list(meta["history"][k]) for k in self.columns}
+        self.sums = {k: meta["sums"][k] for k in _empty_sums()}
+        totals = self.sums["totals"]
+        if totals is not None:
+            self.sums["totals"] = {k: np.asarray(v, np.float64) for k, v in totals.items()}
+        self.epoch_start = time.perf_counter() - meta["sums"]["seconds"]
+
+
+def _empty_sums() -> dict:
+    return {"train_loss": 0.0, "totals": None, "batches": 0, "nonfinite_steps": 0}
+
+
+def _key_data(key):
+    return jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+
+
+_params_nonfinite = eqx.filter_jit(lambda model: any_nonfinite(trainable(model)))
+
+
+def _is_nonfinite(model, state) -> bool:
+    flag = getattr(state, "nonfinite", None)  # steps not built by eqslax may lack it
+    return bool(_params_nonfinite(model) if flag is None else flag)
+
+
+def _nonfinite_error(run: _Run, model, per_epoch: int) -> FloatingPointError:
+    path = first_nonfinite(trainable(model))
+    where = f"first in parameter `{path}`" if path else "in a gradient (parameters stayed finite)"
+    return FloatingPointError(
+        f"fit: non-finite values (NaN or inf) at epoch {run.epoch + 1}, step {run.done + 1} "
+        f"(batch {run.batch + 1} of {per_epoch}), {where}. Training stopped before this "
+        f"update; the last checkpoint (if any) predates it. Typical causes: a learning rate "
+        f"too large, overflow in low precision, a degenerate surrogate. Pass "
+        f"on_nonfinite='skip' to drop such updates."
+    )
+
+
+def _train_batch(run, step, data, order, on_step, on_nonfinite, per_epoch) -> float:
+    index = order[run.batch * run.batch_size : (run.batch + 1) * run.batch_size]
+    xs, ys = data.train_x[index], data.train_y[index]
+    if on_step is not None:
+        on_step(run.done, run.model, xs, ys)
+    model, state, outputs, loss = step(run.model, run.state, xs, ys)
+    bad = on_nonfinite != "ignore" and _is_nonfinite(model, state)
+    if bad and on_nonfinite == "raise":
+        raise _nonfinite_error(run, model, per_epoch)
+    if bad:
+        run.sums["nonfinite_steps"] += 1
+    else:
+        run.model, run.state = model, state
+        run.sums["train_loss"] += float(loss)
+        totals = metric_totals(step.loss, outputs, ys)
+        run.sums["totals"] = add_totals(run.sums["totals"], totals)
+        run.sums["batches"] += 1
+    run.done += 1
+    run.batch += 1
+    return float(loss)
+
+
+def _finish_epoch(run: _Run, step, data) -> dict:
+    test = evaluate(run.model, step.loss, data.test_x, data.test_y)
+    count = run.sums["batches"]
+    train = {
+        "loss": run.sums["train_loss"] / count if count else math.nan,
+        **finish_metrics(step.loss, run.sums["totals"]),
+    }
+    row = {"epoch": run.epoch + 1, "step": run.done}
+    row.update({f"train_{k}": v for k, v in train.items()})
+    row.update({f"test_{k}": v for k, v in test.items()})
+    row["epoch_time"] = time.perf_counter() - run.epoch_start
+    row["nonfinite_steps"] = run.sums["nonfinite_steps"]
+    for name, value in row.items():
+        run.history[name].append(value)
+    run.epoch, run.batch, run.sums = run.epoch + 1, 0, _empty_sums()
+    run.epoch_start = time.perf_counter()
+    return row
+
+
 def fit(
     model: AbstractNeuron,
     step: Callable,
@@ -85,6 +235,7 @@ def fit(
     progress: bool = True,
     max_steps: int | None = None,
     on_step: Callable | None = None,
+    on_nonfinite: str = "raise",
 ) -> tuple[AbstractNeuron, dict[str, list]]:
     """Train `model` for `epochs` over `data` with a training `step`.
 
@@ -94,77 +245,109 @@ def fit(
     - `data`: anything with `train_x (batch, time, in)`, `train_y`, `test_x`,
       `test_y` (e.g. `eqslax.data.randman`). Each epoch visits the training set in
       a fresh order drawn from `fold_in(key, epoch)`; the last partial batch is dropped.
-    - `checkpoint_dir`, `checkpoint_every`: write `checkpoint.eqx` (model, training
-      state, step, key) and `history.json` there every that many steps and at the end,
-      atomically. `resume=True` continues from it; the result is bit-identical to an
-      uninterrupted run.
+      `train_x` and `test_x` are checked once for NaN and infinity before training.
+    - `checkpoint_dir`, `checkpoint_every`: write `checkpoint.eqx` there every that
+      many steps and at the end: one atomic, checksummed file with the model, training
+      state, step, key, the history and the running sums of the current epoch (and a
+      readable copy of the history in `history.json`). The folder is created and
+      probed for writability before training. `resume=True` continues from it; the
+      model and the history are bit-identical to an uninterrupted run (except the
+      measured `epoch_time`). Resuming refuses a different `batch_size`, number of
+      training samples, `key`, or model / optimiser structure.
     - `max_steps`: stop after that many steps in total (to test resumption).
     - `on_step(step, model, xs, ys)`: called before every update with the step number,
       the current model and the batch (to record trajectories or gradient similarity).
+    - `on_nonfinite`: what to do when an update makes a gradient or a trainable
+      parameter NaN or infinite (the step's `state.nonfinite`). `"raise"` (default):
+      stop with a `FloatingPointError` naming the epoch, the step and the first such
+      parameter, before the update is kept or checkpointed. `"skip"`: drop that update
+      (model and training state stay as before it) and count it. `"ignore"`: keep it.
 
     **Returns:** `(model, history)`; `history` maps `epoch`, `step`,
-    `train_loss`, `train_accuracy`, `test_loss`, `test_accuracy` and
-    `epoch_time` (seconds) to one value per finished epoch. With real-valued targets
-    (a loss with `targets.kind == "value"`) `train_mse`, `train_r2`, `test_mse`
-    and `test_r2` replace the accuracies.
+    `train_loss`, `train_accuracy`, `test_loss`, `test_accuracy`, `epoch_time`
+    (seconds) and `nonfinite_steps` (updates met with NaN or infinity) to one value per
+    finished epoch. With real-valued targets (a loss with `targets.kind == "value"`)
+    `train_mse`, `train_r2`, `test_mse` and `test_r2` replace the accuracies.
+    Train loss and metrics average the epoch's kept updates.
     """
-    check_data(model, step.loss, data, "fit")
-    n = data.train_x.shape[0]
-    if batch_size <= 0 or batch_size > n:
+    n = _check_fit(
+        model,
+        step,
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        key=key,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        max_steps=max_steps,
+        on_nonfinite=on_nonfinite,
+    )
+    if checkpoint_dir is not None:
+        prepare_output_dir(checkpoint_dir, "checkpoint_dir", "fit")
+    per_epoch = n // batch_size
+    names = metric_names(step.loss)
+    run = _Run(model, step.init(model), key, batch_size, n, _columns(names))
+    path = os.path.join(checkpoint_dir, "checkpoint.eqx") if checkpoint_dir else None
+    if resume and os.path.exists(path):
+        run.restore(path, epochs)
+    bar = _Progress(progress, per_epoch)
+    while run.epoch < epochs:
+        order = jax.random.permutation(jax.random.fold_in(key, run.epoch), n)
+        while run.batch < per_epoch:
+            if max_steps is not None and run.done >= max_steps:
+                run.save(checkpoint_dir)
+                return run.model, run.history
+            loss = _train_batch(run, step, data, order, on_step, on_nonfinite, per_epoch)
+            bar.update(run.epoch, epochs, run.batch, loss)
+            if run.batch == per_epoch:
+                bar.epoch(run.epoch, epochs, _finish_epoch(run, step, data), names)
+            if checkpoint_every and run.done % checkpoint_every == 0:
+                run.save(checkpoint_dir)
+    run.save(checkpoint_dir)
+    return run.model, run.history
+
+
+def _check_fit(model, step, data, **options) -> int:
+    """Every argument of `fit`, before any work; returns the training-set size."""
+    if not isinstance(model, AbstractNeuron):
+        raise TypeError(
+            f"fit: `model` must be an eqslax neuron or Connect, got {type(model).__name__}."
+        )
+    if not (
+        callable(step)
+        and hasattr(step, "init")
+        and isinstance(getattr(step, "loss", None), AbstractLoss)
+    ):
+        raise TypeError(
+            f"fit: `step` must be a training step from train_offline, train_online or "
+            f"train_fptt, got {type(step).__name__}."
+        )
+    n = check_splits(model, step.loss, data, "fit")
+    check_int(options["epochs"], "epochs", "fit")
+    batch_size = check_int(options["batch_size"], "batch_size", "fit")
+    if batch_size > n:
         raise ValueError(
             f"fit: `batch_size` must be in 1..{n} (training samples), got {batch_size}."
         )
-    if epochs <= 0:
-        raise ValueError(f"fit: `epochs` must be positive, got {epochs}.")
-    if checkpoint_every is not None and checkpoint_dir is None:
+    check_key(options["key"], "key", "fit")
+    every, directory = options["checkpoint_every"], options["checkpoint_dir"]
+    if every is not None:
+        check_int(every, "checkpoint_every", "fit")
+    if options["max_steps"] is not None:
+        check_int(options["max_steps"], "max_steps", "fit", minimum=0)
+    if every is not None and directory is None:
         raise ValueError("fit: `checkpoint_every` needs a `checkpoint_dir`.")
-    per_epoch = n // batch_size
-    state = step.init(model)
-    names = metric_names(step.loss)
-    history: dict[str, list] = {k: [] for k in _columns(names)}
-    done = 0
-    ckpt_path = os.path.join(checkpoint_dir, "checkpoint.eqx") if checkpoint_dir else None
-    if resume and ckpt_path and os.path.exists(ckpt_path):
-        loaded = load_checkpoint(ckpt_path, Checkpoint(model, state, jnp.asarray(0), key))
-        model, state, key, done = loaded.model, loaded.state, loaded.key, int(loaded.step)
-        with open(os.path.join(checkpoint_dir, "history.json")) as f:
-            history = json.load(f)
-
-    def save():
-        if ckpt_path:
-            save_checkpoint(ckpt_path, Checkpoint(model, state, jnp.asarray(done), key))
-            atomic_write(os.path.join(checkpoint_dir, "history.json"), json.dumps(history).encode())
-
-    bar = _Progress(progress, per_epoch)
-    for epoch in range(done // per_epoch, epochs):
-        order = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-        start, losses, totals = time.perf_counter(), [], None
-        for batch in range(done % per_epoch, per_epoch):
-            if max_steps is not None and done >= max_steps:
-                save()
-                return model, history
-            index = order[batch * batch_size : (batch + 1) * batch_size]
-            ys = data.train_y[index]
-            if on_step is not None:
-                on_step(done, model, data.train_x[index], ys)
-            model, state, outputs, loss = step(model, state, data.train_x[index], ys)
-            losses.append(float(loss))
-            totals = add_totals(totals, metric_totals(step.loss, outputs, ys))
-            done += 1
-            bar.update(epoch, epochs, batch + 1, losses[-1])
-            if checkpoint_every and done % checkpoint_every == 0:
-                save()
-        test = evaluate(model, step.loss, data.test_x, data.test_y)
-        train = {"loss": _mean(losses), **finish_metrics(step.loss, totals)}
-        row = {"epoch": epoch + 1, "step": done}
-        row.update({f"train_{k}": v for k, v in train.items()})
-        row.update({f"test_{k}": v for k, v in test.items()})
-        row["epoch_time"] = time.perf_counter() - start
-        for name, value in row.items():
-            history[name].append(value)
-        bar.epoch(epoch, epochs, row, names)
-    save()
-    return model, history
+    if options["resume"] and directory is None:
+        raise ValueError("fit: `resume=True` needs a `checkpoint_dir` to resume from.")
+    if options["on_nonfinite"] not in _ON_NONFINITE:
+        raise ValueError(
+            f"fit: `on_nonfinite` must be one of {', '.join(map(repr, _ON_NONFINITE))}, got "
+            f"{options['on_nonfinite']!r}."
+        )
+    check_finite(data.train_x, "data.train_x", "fit")
+    check_finite(data.test_x, "data.test_x", "fit")
+    return n
 
 
 _SHORT = {"accuracy": "acc"}
@@ -174,21 +357,4 @@ def _columns(names: tuple[str, ...]) -> tuple[str, ...]:
     """History columns: `train_<metric>`/`test_<metric>` for each task metric."""
     train = tuple(f"train_{m}" for m in ("loss", *names))
     test = tuple(f"test_{m}" for m in ("loss", *names))
-    return ("epoch", "step", *train, *test, "epoch_time")
-
-
-def check_data(model, loss, data, owner: str) -> None:
-    """`data`'s training and test splits hold batches `loss` can score, before any work."""
-    for split in ("train", "test"):
-        x_name, y_name = f"data.{split}_x", f"data.{split}_y"
-        if not (hasattr(data, f"{split}_x") and hasattr(data, f"{split}_y")):
-            raise TypeError(
-                f"{owner}: `data` must have train_x, train_y, test_x and test_y, got "
-                f"{type(data).__name__} without `{x_name}` or `{y_name}`."
-            )
-        xs, ys = getattr(data, f"{split}_x"), getattr(data, f"{split}_y")
-        check_batch(model, loss, xs, ys, owner, (x_name, y_name))
-
-
-def _mean(values):
-    return sum(values) / len(values) if values else math.nan
+    return ("epoch", "step", *train, *test, "epoch_time", "nonfinite_steps")
