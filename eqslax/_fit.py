@@ -101,12 +101,12 @@ class _Run:
         return {"fit": {"version": _FORMAT, "sums": sums, **{f: getattr(self, f) for f in fields}}}
 
     def like(self) -> Checkpoint:
-        return Checkpoint(self.model, self.state, np.asarray(0, np.int64), self.key)
+        return Checkpoint(self.model, self.state, jnp.asarray(0, jnp.int32), self.key)
 
     def save(self, directory: str | None) -> None:
         if directory is None:
             return
-        step = np.asarray(self.done, np.int64)
+        step = jnp.asarray(self.done, jnp.int32)
         checkpoint = Checkpoint(self.model, self.state, step, self.key, self.metadata())
         save_checkpoint(os.path.join(directory, "checkpoint.eqx"), checkpoint)
         # A readable copy; resumption reads the history from the checkpoint only.
@@ -300,10 +300,13 @@ def fit(
                 return run.model, run.history
             loss = _train_batch(run, step, data, order, on_step, on_nonfinite, per_epoch)
             bar.update(run.epoch, epochs, run.batch, loss)
-            if run.batch == per_epoch:
+            finished = run.batch == per_epoch
+            if finished:  # the row goes into any checkpoint written at this step
                 bar.epoch(run.epoch, epochs, _finish_epoch(run, step, data), names)
             if checkpoint_every and run.done % checkpoint_every == 0:
                 run.save(checkpoint_dir)
+            if finished:
+                break
     run.save(checkpoint_dir)
     return run.model, run.history
 
