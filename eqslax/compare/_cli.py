@@ -11,15 +11,15 @@ def add_compare(commands, data_arguments) -> None:
         "compare", help="train the same model with several rules and write a report"
     )
     data_arguments(parser)
-    parser.set_defaults(hidden=32, epochs=8, samples=100, lr=1e-2, out="runs/compare")
+    parser.set_defaults(hidden=64, epochs=20, samples=100, lr=1e-2, out="runs/compare")
     parser.add_argument(
         "--rules",
-        default="bptt,rtrl,ostl,eprop",
+        default="bptt,ostl,ottt,otpe,eprop",
         help=f"comma-separated, from: {', '.join(sorted(RULES))}",
     )
     parser.add_argument("--online-lr", type=float, default=2e-3)
     parser.add_argument("--grid", type=int, default=15, help="landscape grid points per axis")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds per rule (seed, seed+1, ...)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per rule (seed, seed+1, ...)")
     parser.add_argument("--budget", default="epochs", choices=["epochs", "updates"])
     parser.add_argument(
         "--updates", type=int, default=None, help="updates per rule (budget=updates)"

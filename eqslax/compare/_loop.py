@@ -9,15 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import analysis
-from .._fit import evaluate
 from .._rules import BPTT, AbstractLearningRule
 from .._rules._base import check_batch
 from ._progress import Progress
 from ._registry import Rule
+from ._seedwise import Evaluation, batch_accuracy, similarity, snapshot
 from ._steps import (
     backward_steps_per_batch,
-    batch_metric,
     compiled_step,
     init_states,
     make_step,
@@ -81,18 +79,77 @@ def _similarity_rule(spec: Rule):
     return None
 
 
-def _batch(data, orders, batch, size):
-    index = jnp.stack([order[batch * size : (batch + 1) * size] for order in orders])
-    return data.train_x[index], data.train_y[index]
+class _Recorder:
+    """Gradient similarity to BPTT every `plan.similarity_every` batches and parameter
+    snapshots every `plan.trajectory_every` batches, for every seed at once."""
+
+    def __init__(self, spec, loss, plan, vmapped, n):
+        rule = _similarity_rule(spec) if plan.record else None
+        self.similar = None if rule is None else similarity(rule, loss, vmapped)
+        self.snap = snapshot(vmapped) if plan.record else None
+        self.plan, self.n = plan, n
+        self.steps, self.comparisons, self.trajectory = [], [], []
+
+    def initial(self, models, xs, ys):
+        if self.similar is None:
+            return [None] * self.n
+        stacked = self.similar(models, xs, ys)
+        return [unstack(stacked, s) for s in range(self.n)]
+
+    def __call__(self, done, models, xs, ys):
+        if self.snap is not None and done % self.plan.trajectory_every == 0:
+            self.trajectory.append(np.asarray(self.snap(models)))
+        if self.similar is not None and done % self.plan.similarity_every == 0:
+            comparison = self.similar(models, xs, ys)
+            self.layers = comparison.layer_names
+            self.steps.append(done)
+            self.comparisons.append(np.asarray(comparison.layer_cosine))
+
+    def finish(self, models):
+        if self.snap is not None:
+            self.trajectory.append(np.asarray(self.snap(models)))
+
+    def seed(self, s):
+        trajectory = np.stack([t[s] for t in self.trajectory]) if self.trajectory else None
+        curves = {}
+        if self.comparisons:
+            cosines = np.stack([c[s] for c in self.comparisons])
+            curves = {name: cosines[:, k].tolist() for k, name in enumerate(self.layers)}
+        return trajectory, list(self.steps) if curves else [], curves
 
 
-def _record(spec, models, xs, ys, loss, done, plan, recorders, trajectories, n, vmapped):
+def _gather(data_x, data_y, orders, batch, size):
+    index = np.stack([order[batch * size : (batch + 1) * size] for order in orders])
+    return jnp.asarray(data_x[index]), jnp.asarray(data_y[index])
+
+
+def _compile(spec, step, initial, data, size, vmapped):
+    """The step compiled once (all seeds at once when `vmapped`) and the start state."""
+    n = len(initial)
+    if vmapped:
+        models = stack(initial)
+        states = init_states(step, models, True)
+        xs0 = jnp.stack([data.train_x[:size]] * n)
+        ys0 = jnp.stack([data.train_y[:size]] * n)
+        compiled, seconds, memory = compiled_step(step, models, states, xs0, ys0, True)
+    else:
+        models = list(initial)
+        states = [step.init(m) for m in models]
+        xs0, ys0 = data.train_x[:size], data.train_y[:size]
+        compiled, seconds, memory = compiled_step(step, models[0], states[0], xs0, ys0, False)
+    return models, states, compiled, seconds, memory
+
+
+def _train_batch(compiled, models, states, xs, ys, vmapped, n):
+    if vmapped:
+        models, states, outputs, values = compiled(models, states, xs, ys)
+        return models, states, outputs, np.asarray(values)
+    outputs, values = [], []
     for s in range(n):
-        model = unstack(models, s) if vmapped else models[s]
-        if plan.record and done % plan.trajectory_every == 0:
-            trajectories[s].append(analysis.flatten_params(model))
-        if recorders[s] is not None:
-            recorders[s](done, model, loss, xs[s], ys[s])
+        models[s], states[s], out, value = compiled(models[s], states[s], xs[s], ys[s])
+        outputs.append(out)
+        values.append(float(value))
+    return models, states, jnp.stack(outputs), np.asarray(values)
 
 
 def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> RuleRun:
@@ -102,106 +159,68 @@ def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> R
     step = make_step(spec, initial[0], loss)
     check_batch(initial[0], loss, data.train_x[:size], data.train_y[:size], spec.name)
     step.check(data.train_x[:size])
+    test_y = check_batch(initial[0], loss, data.test_x, data.test_y, spec.name)
     vmapped = bool(vmap and spec.vmap_seeds and n > 1)
-    if vmapped:
-        models = stack(initial)
-        states = init_states(step, models, True)
-        xs0, ys0 = _batch(data, [jnp.arange(size)] * n, 0, size)
-        compiled, compile_s, memory = compiled_step(step, models, states, xs0, ys0, True)
-    else:
-        models = list(initial)
-        states = [step.init(m) for m in models]
-        xs0, ys0 = data.train_x[:size], data.train_y[:size]
-        compiled, compile_s, memory = compiled_step(step, models[0], states[0], xs0, ys0, False)
-    for model in initial:  # compile evaluation outside the timed epochs too
-        evaluate(model, loss, data.test_x[:1], data.test_y[:1])
-        break
-    similar = _similarity_rule(spec) if plan.record else None
-    recorders = [
-        analysis.SimilarityRecorder(similar, BPTT(), every=plan.similarity_every)
-        if similar is not None
-        else None
-        for _ in range(n)
-    ]
-    initial_similarity = [
-        analysis.gradient_similarity(
-            similar,
-            BPTT(),
-            m,
-            loss,
-            xs0[:size] if not vmapped else xs0[0],
-            ys0[:size] if not vmapped else ys0[0],
-        )
-        if similar is not None
-        else None
-        for m in initial
-    ]
-    trajectories = [[] for _ in range(n)]
+    models, states, compiled, compile_s, memory = _compile(spec, step, initial, data, size, vmapped)
+    evaluation, accuracy = Evaluation(loss, vmapped), batch_accuracy(loss)
+    recorder = _Recorder(spec, loss, plan, vmapped, n)
+    first = _gather(data.train_x, data.train_y, [np.arange(size)] * n, 0, size)
+    initial_similarity = recorder.initial(models, *first)
+    train_x, train_y = np.asarray(data.train_x), np.asarray(data.train_y)
     histories = [{k: [] for k in _COLUMNS} for _ in range(n)]
     epoch_times, total, done, epochs = [], 0.0, 0, math.ceil(batches / per_epoch)
     bar = Progress(plan.progress, spec.name, seeds, epochs, per_epoch)
     for epoch in range(epochs):
         orders = [
-            jax.random.permutation(jax.random.fold_in(k, epoch), data.train_x.shape[0])
+            np.asarray(jax.random.permutation(jax.random.fold_in(k, epoch), train_x.shape[0]))
             for k in keys
         ]
         in_epoch = min(per_epoch, batches - done)
-        losses, correct = [[] for _ in range(n)], [[] for _ in range(n)]
+        losses, correct = [], []
         elapsed = 0.0
         for batch in range(in_epoch):
-            xs, ys = _batch(data, orders, batch, size)
-            _record(spec, models, xs, ys, loss, done, plan, recorders, trajectories, n, vmapped)
+            xs, ys = _gather(train_x, train_y, orders, batch, size)
+            recorder(done, models, xs, ys)
             start = time.perf_counter()
-            if vmapped:
-                models, states, outputs, values = compiled(models, states, xs, ys)
-                values = np.asarray(values)
-            else:
-                outputs, values = [], []
-                for s in range(n):
-                    models[s], states[s], out, value = compiled(models[s], states[s], xs[s], ys[s])
-                    outputs.append(out)
-                    values.append(float(value))
+            models, states, outputs, values = _train_batch(
+                compiled, models, states, xs, ys, vmapped, n
+            )
             elapsed += time.perf_counter() - start
-            for s in range(n):
-                losses[s].append(float(values[s]))
-                correct[s].append(float(batch_metric(loss, outputs[s], ys[s])))
+            losses.append(values)
+            correct.append(accuracy(outputs, ys))
             done += 1
             bar.batch(epoch, batch + 1, float(np.mean(values)))
         if in_epoch == per_epoch or not epoch_times:
             epoch_times.append(elapsed)
         total += elapsed
+        tests = evaluation(models, data.test_x, test_y, n)
         for s in range(n):
-            model = unstack(models, s) if vmapped else models[s]
-            test = evaluate(model, loss, data.test_x, data.test_y)
             row = {
                 "epoch": epoch + 1,
                 "step": done,
                 "updates": done * updates_per_batch(spec, steps),
-                "train_loss": float(np.mean(losses[s])),
-                "train_accuracy": float(np.mean(correct[s])),
-                "test_loss": test["loss"],
-                "test_accuracy": test["accuracy"],
+                "train_loss": float(np.mean([v[s] for v in losses])),
+                "train_accuracy": float(np.mean([c[s] for c in correct])),
+                "test_loss": tests[s]["loss"],
+                "test_accuracy": tests[s]["accuracy"],
                 "epoch_time": elapsed,
             }
             for key, value in row.items():
                 histories[s][key].append(value)
         bar.epoch(epoch, elapsed, [h["test_accuracy"][-1] for h in histories])
+    recorder.finish(models)
     runs = []
     for s in range(n):
-        model = unstack(models, s) if vmapped else models[s]
-        trajectories[s].append(analysis.flatten_params(model))
-        recorder = recorders[s]
+        trajectory, similarity_steps, curves = recorder.seed(s)
         runs.append(
             SeedRun(
                 seed=seeds[s],
                 history=histories[s],
                 final={k: histories[s][k][-1] for k in _FINAL},
-                model=model,
-                trajectory=np.stack([np.asarray(t) for t in trajectories[s]]),
-                similarity_steps=list(recorder.steps) if recorder else [],
-                similarity_curves={k: v.tolist() for k, v in recorder.layer_curves().items()}
-                if recorder and recorder.steps
-                else {},
+                model=unstack(models, s) if vmapped else models[s],
+                trajectory=trajectory,
+                similarity_steps=similarity_steps,
+                similarity_curves=curves,
                 initial_similarity=initial_similarity[s],
             )
         )

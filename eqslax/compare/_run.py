@@ -21,20 +21,20 @@ class CompareConfig:
     per-step loss (`eqslax.PerStep`), Adam with `lr` for offline rules and
     `online_lr` for online ones. Seed `seed + i` initialises seed `i`'s model."""
 
-    rules: tuple[str, ...] = ("bptt", "rtrl", "ostl", "eprop")
+    rules: tuple[str, ...] = ("bptt", "ostl", "ottt", "otpe", "eprop")
     encoding: str = "time"
     p: float = 0.5
     classes: int = 10
     units: int = 20
     steps: int = 50
     samples: int = 100
-    hidden: int = 32
-    epochs: int = 8
+    hidden: int = 64
+    epochs: int = 20
     batch_size: int = 32
     lr: float = 1e-2
     online_lr: float = 2e-3
     seed: int = 0
-    seeds: int = 1
+    seeds: int = 3
     budget: str = "epochs"
     updates: int | None = None
     tune_lr: bool = False

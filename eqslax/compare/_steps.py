@@ -1,7 +1,6 @@
 """From a [`eqslax.compare.Rule`][] to its training step, and what one batch costs it."""
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
@@ -82,9 +81,3 @@ def init_states(step, models, vmapped: bool):
     if vmapped:
         return eqx.filter_vmap(step.init)(models)
     return step.init(models)
-
-
-def batch_metric(loss, outputs, ys):
-    """Per-batch accuracy of `loss`'s prediction; `outputs` (batch, time, out)."""
-    predictions = jax.vmap(loss.predict)(outputs)
-    return jnp.mean(predictions == ys)

@@ -28,6 +28,13 @@ def _memory(run) -> str:
     return f"{per / 2**20:.2f}"
 
 
+def _gap(results, name: str) -> str:
+    ref = reference_of(results)
+    if name == ref:
+        return "reference"
+    return paired_difference(results.values(name), results.values(ref)).format()
+
+
 def main_table(results) -> str:
     metric = results.metric
     header = [
@@ -35,6 +42,7 @@ def main_table(results) -> str:
         "driver",
         "lr",
         f"test {metric}",
+        f"gap to {reference_of(results)} (paired)",
         "train loss",
         "updates",
         "forward steps",
@@ -52,6 +60,7 @@ def main_table(results) -> str:
             run.driver,
             f"{run.lr:g}",
             results.interval(name, "test_accuracy").format(),
+            _gap(results, name),
             results.interval(name, "train_loss").format(),
             str(run.updates),
             str(run.forward_steps),

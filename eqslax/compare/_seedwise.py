@@ -1,0 +1,101 @@
+"""What the training loop measures, as one compiled program over every seed.
+
+Each function here takes the seeds' models either stacked along a leading axis (the
+vmapped-seeds path: one program for all seeds) or as a list (sequential seeds: one
+compiled program called per seed), and per-seed arrays with a leading seed axis. Doing
+the evaluation, gradient comparisons and parameter snapshots compiled, rather than op by
+op, keeps the loop's overhead small next to the training it measures.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+
+from .. import analysis
+from .._metrics import _totals, finish_metrics
+from .._rules import BPTT
+from .._simulate import simulate
+
+
+def seedwise(function, vmapped: bool, shared: int = 0):
+    """`function(model, *arrays)` over every seed: `models` stacked and vmapped when
+    `vmapped`, else a list of models, each called with its seed's slice of `arrays`.
+    The last `shared` arrays are the same for every seed (no seed axis). The results are
+    stacked along a leading seed axis either way."""
+    if vmapped:
+
+        def call(models, *arrays):
+            split = len(arrays) - shared
+            axes = (eqx.if_array(0),) + (0,) * split + (None,) * shared
+            return eqx.filter_vmap(function, in_axes=axes)(models, *arrays)
+
+        return eqx.filter_jit(call)
+    jitted = eqx.filter_jit(function)
+
+    def each(models, *arrays):
+        split = len(arrays) - shared
+        outs = [
+            jitted(m, *(a[s] for a in arrays[:split]), *arrays[split:])
+            for s, m in enumerate(models)
+        ]
+        return jtu.tree_map(lambda *xs: jnp.stack(xs), *outs)
+
+    return each
+
+
+class Evaluation:
+    """Sample-mean loss and task metrics of every seed's model on `(xs, ys)`, as
+    `eqslax.evaluate` computes them (the same chunks of `chunk` samples)."""
+
+    def __init__(self, loss, vmapped: bool, chunk: int = 256):
+        self.loss, self.chunk = loss, chunk
+
+        def totals(model, xs, ys):
+            outputs = jax.vmap(lambda x: simulate(model, x)[1])(xs)
+            losses = jax.vmap(lambda o, y: loss(o, y))(outputs, ys)
+            return jnp.sum(losses), _totals(loss, outputs, ys)
+
+        self.function = seedwise(totals, vmapped, shared=2)
+
+    def __call__(self, models, xs, ys, seeds: int) -> list[dict[str, float]]:
+        loss_sums, totals = [0.0] * seeds, [None] * seeds
+        for start in range(0, xs.shape[0], self.chunk):
+            x, y = xs[start : start + self.chunk], ys[start : start + self.chunk]
+            sums, parts = self.function(models, x, y)
+            sums, parts = np.asarray(sums), jtu.tree_map(np.asarray, parts)
+            for s in range(seeds):
+                loss_sums[s] += float(sums[s])
+                mine = {k: np.asarray(v[s], np.float64) for k, v in parts.items()}
+                totals[s] = mine if totals[s] is None else {k: totals[s][k] + mine[k] for k in mine}
+        n = xs.shape[0]
+        return [
+            {"loss": loss_sums[s] / n, **finish_metrics(self.loss, totals[s])} for s in range(seeds)
+        ]
+
+
+def similarity(rule, loss, vmapped: bool):
+    """`(models, xs, ys) ->` every seed's `GradientComparison` of `rule`'s gradient with
+    BPTT's on its batch, stacked along a leading seed axis."""
+
+    def compare(model, xs, ys):
+        return analysis.gradient_similarity(rule, BPTT(), model, loss, xs, ys)
+
+    return seedwise(compare, vmapped)
+
+
+def snapshot(vmapped: bool):
+    """`models -> (seeds, params)`: every seed's trainable parameters as one vector."""
+    return seedwise(analysis.flatten_params, vmapped)
+
+
+def batch_accuracy(loss):
+    """`outputs (seeds, batch, time, out), ys (seeds, batch) ->` each seed's fraction of
+    correct predictions on its batch."""
+
+    @eqx.filter_jit
+    def correct(outputs, ys):
+        return jnp.mean(jax.vmap(jax.vmap(loss.predict))(outputs) == ys, axis=1)
+
+    return lambda outputs, ys: np.asarray(correct(outputs, ys))
