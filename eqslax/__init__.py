@@ -1,6 +1,9 @@
 """eqslax: spiking neural networks in JAX and Equinox, for researching how they are trained."""
 
-from . import compare as compare  # noqa: E402 (callable: eqslax.compare(...))
+from . import (
+    compare as compare,  # noqa: E402 (callable: eqslax.compare(...))
+    layerwise as layerwise,
+)
 from ._checkpoint import (
     Checkpoint as Checkpoint,
     CheckpointError as CheckpointError,

@@ -1,117 +1,93 @@
 """e-prop (Bellec et al. 2020): eligibility traces times a broadcast learning signal."""
 
-import dataclasses
 import math
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.tree_util as jtu
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._checks import check_choice
-from .._connect import Connect
-from .._neurons import LI, LIF, RLIF, AbstractNeuron, AbstractSpikingPopulation, LIFState, RLIFState
-from .._parameters import trainable
-from .._simulate import initial_state
-from ._base import Aux
-from ._layerwise import (
-    check_layers,
-    float_dtype,
-    neuron_params,
-    neuron_step,
-    passback,
-    reduce_to,
-    set_layer_grads,
-)
-from ._online import AbstractOnlineRule, check_per_step
+from .._neurons import LI, AbstractNeuron, AbstractSpikingPopulation
+from ._layers import Layers, rebuild
+from ._layerwise_rule import AbstractLayerwiseRule
+from ._online import check_per_step, deferred_update
 from ._ostl import (
     LayerEligibility,
+    LayerSensitivity,
     advance_eligibility,
     init_eligibility,
-    layer_gradient,
-    output_sensitivity,
+    sensitivity_gradient,
 )
 
 FEEDBACK_MODES = ("symmetric", "random", "adaptive")
 
 
 class EPropState(eqx.Module):
-    """What e-prop keeps across batches: the feedback matrix $B$ (`None` for
-    symmetric feedback) and, for adaptive feedback, the readout weight $W^{out}$
-    seen at the last update."""
+    """What e-prop keeps across batches: the feedback matrix $B$ (`None` for symmetric
+    feedback) and, for adaptive feedback, the readout weight $W^{out}$ seen at the last
+    update."""
 
     feedback: Float[Array, "hidden out"] | None
     readout: Float[Array, "out hidden"] | None
 
 
-class FilteredTraces(eqx.Module):
-    r"""Readout-filtered eligibility traces $\bar e = \kappa \bar e + e$ of one layer,
-    one per parameter: input weight, bias, each trainable neuron leaf (per unit) and,
-    for an `RLIF`, the recurrent weight."""
-
-    weight: Float[Array, "n n_in"]
-    bias: Float[Array, " n"] | None
-    neuron: tuple[Array, ...]
-    recurrent: Float[Array, "n n"] | None
-
-
 class EPropLayerTraces(eqx.Module):
-    r"""One hidden layer: eligibility vectors $\epsilon = dh/d\theta$ (`eligibility`
-    as in OSTL, `recurrent` `(k, n, n)` for an `RLIF`'s recurrent weight) and the
-    filtered eligibility traces $\bar e$."""
+    r"""One hidden layer: eligibility vectors $\epsilon = dh/d\theta$ (`eligibility`, with
+    $y_{t-1}$ as the presynaptic input of $W_{rec}$ in a recurrent layer) and the
+    readout-filtered eligibility traces $\bar e_t = \kappa\bar e_{t-1} + e_t$
+    (`filtered`, one per parameter, per unit)."""
 
     eligibility: LayerEligibility
-    recurrent: Float[Array, "k n n"] | None
-    filtered: FilteredTraces
+    filtered: LayerSensitivity
 
 
-class EPropTraces(eqx.Module):
-    """Per-sample traces: the hidden layers', the readout's exact eligibility and the
-    feedback matrix $B$ in use (`None` for symmetric feedback)."""
+class EPropReadoutTraces(eqx.Module):
+    """The readout layer: its exact eligibility and the feedback matrix $B$ in use
+    (`None` for symmetric feedback)."""
 
-    hidden: tuple[EPropLayerTraces, ...]
-    readout: LayerEligibility
+    eligibility: LayerEligibility
     feedback: Float[Array, "hidden out"] | None
 
 
-def _rebuild(cls, module, **changes):
-    """`cls` filled with `module`'s fields (those `cls` declares) and `changes`,
-    set field by field as Equinox itself unflattens a module: static fields such as
-    `detach_reset` cannot be replaced with `eqx.tree_at`."""
-    new = object.__new__(cls)
-    for field in dataclasses.fields(cls):
-        value = changes[field.name] if field.name in changes else getattr(module, field.name)
-        object.__setattr__(new, field.name, value)
-    return new
+class EPropTraces(eqx.Module):
+    """Per-sample traces: one `EPropLayerTraces` per hidden layer, then the readout's
+    `EPropReadoutTraces`."""
+
+    layers: tuple[EPropLayerTraces | EPropReadoutTraces, ...]
+
+    @property
+    def hidden(self) -> tuple[EPropLayerTraces, ...]:
+        """The hidden layers' traces."""
+        return self.layers[:-1]
+
+    @property
+    def readout(self) -> LayerEligibility:
+        """The readout layer's exact eligibility."""
+        return self.layers[-1].eligibility
+
+    @property
+    def feedback(self) -> Float[Array, "hidden out"] | None:
+        """The feedback matrix $B$ in use (`None` for symmetric feedback)."""
+        return self.layers[-1].feedback
 
 
-def eligibility_neuron(layer, reset_in_eligibility: bool):
-    r"""The neuron whose per-unit Jacobian defines the eligibility vectors.
-
-    An `RLIF` becomes the `LIF` it is, with $W^{rec} s_{t-1}$ an input. Unless
-    `reset_in_eligibility`, a spiking neuron's reset is detached (the paper neglects
-    the reset's dependence on the membrane); forward values are unchanged.
-    """
-    if isinstance(layer, RLIF):
-        layer = _rebuild(LIF, layer)
-    if isinstance(layer, AbstractSpikingPopulation) and not reset_in_eligibility:
-        layer = _rebuild(type(layer), layer, detach_reset=True)
-    return layer
+def eligibility_neuron(neuron, reset_in_eligibility: bool):
+    """The neuron whose per-unit Jacobian defines the eligibility vectors: unless
+    `reset_in_eligibility`, a spiking neuron's reset is detached (the paper neglects the
+    reset's dependence on the membrane); forward values are unchanged."""
+    if isinstance(neuron, AbstractSpikingPopulation) and not reset_in_eligibility:
+        return rebuild(type(neuron), neuron, detach_reset=True)
+    return neuron
 
 
-def eprop_pairs(model, reset_in_eligibility: bool, owner: str = "EProp"):
-    """`(pairs, views)`: the model's (Linear, neuron) pairs and the same pairs with
-    `eligibility_neuron` views. The last pair must be the `LI` readout."""
-    if isinstance(model, Connect):
-        views_model = _rebuild(
-            Connect,
-            model,
-            layers=tuple(eligibility_neuron(layer, reset_in_eligibility) for layer in model.layers),
-        )
-    else:
-        views_model = model
-    views = check_layers(views_model, owner)  # raises for anything but Connect of pairs
+def eprop_layers(model, reset_in_eligibility: bool, owner: str = "EProp") -> Layers:
+    """The layer-wise view with eligibility neurons (`RLIF` seen as a recurrent `LIF`);
+    the last layer must be the `LI` readout with one scalar decay."""
+    layers = Layers(
+        model, owner, rlif=True, view=lambda n: eligibility_neuron(n, reset_in_eligibility)
+    )
     last = len(model.layers) - 1
     readout = model.layers[last]
     if not isinstance(readout, LI):
@@ -125,77 +101,15 @@ def eprop_pairs(model, reset_in_eligibility: bool, owner: str = "EProp"):
             f"{owner}: the readout LI (layer {last}) must have one scalar decay kappa, which "
             f"filters every eligibility trace; got `decay` of shape {readout.decay.shape}."
         )
-    pairs = tuple((model.layers[2 * i], model.layers[2 * i + 1]) for i in range(len(views)))
-    return pairs, views
+    return layers
 
 
-def _eligibility_state(pairs, state):
-    """The model state as the eligibility views see it (`RLIFState` -> `LIFState`)."""
-    layers = list(state.layers)
-    for index, (_, neuron) in enumerate(pairs):
-        if isinstance(neuron, RLIF):
-            layers[2 * index + 1] = LIFState(v=layers[2 * index + 1].v)
-    return eqx.tree_at(lambda s: s.layers, state, tuple(layers))
-
-
-def _filter(previous, current, kappa):
-    return None if previous is None else kappa * previous + current
-
-
-def _hidden_layer(linear, neuron, view, traces: EPropLayerTraces, local, x, s_prev, signal, kappa):
-    """Advance one hidden layer's traces and return its gradient $L_t \\odot \\bar e_t$."""
-    # e-prop's eligibility trace e_t = dz_t/dθ from the vectors ε_{t-1} (for LIF,
-    # ψ_t(λε_{t-1} + x_t)) is OSTL's output sensitivity of the layer.
-    e = output_sensitivity(traces.eligibility, local, x)
-    weight, bias, neuron_e = e.weight, e.bias, e.neuron
-    recurrent_vectors, recurrent = None, None
-    if traces.recurrent is not None:  # the presynaptic input is z_(t-1)
-        recurrent_vectors = LayerEligibility(weight=traces.recurrent, bias=None, neuron=())
-        recurrent = output_sensitivity(recurrent_vectors, local, s_prev).weight
-    old = traces.filtered
-    filtered = FilteredTraces(
-        weight=kappa * old.weight + weight,
-        bias=_filter(old.bias, bias, kappa),
-        neuron=tuple(kappa * f + e for f, e in zip(old.neuron, neuron_e)),
-        recurrent=_filter(old.recurrent, recurrent, kappa),
-    )
-    linear_grad = eqx.tree_at(
-        lambda m: m.weight, trainable(linear), signal[:, None] * filtered.weight
-    )
-    if filtered.bias is not None:
-        linear_grad = eqx.tree_at(lambda m: m.bias, linear_grad, signal * filtered.bias)
-    leaves, treedef, _ = neuron_params(view)
-    view_grad = jtu.tree_unflatten(
-        treedef,
-        [reduce_to(signal * f, leaf.shape) for leaf, f in zip(leaves, filtered.neuron)],
-    )
-    if isinstance(neuron, RLIF):
-        neuron_grad = eqx.tree_at(
-            lambda m: m.recurrent_weight, trainable(neuron), signal[:, None] * filtered.recurrent
-        )
-        for name in ("decay", "threshold"):
-            if name not in neuron.frozen:
-                neuron_grad = eqx.tree_at(
-                    lambda m, name=name: getattr(m, name), neuron_grad, getattr(view_grad, name)
-                )
-    else:  # same leaves as the view; rebuilt with the neuron's own (static) structure
-        neuron_grad = jtu.tree_unflatten(neuron_params(neuron)[1], jtu.tree_leaves(view_grad))
-    new_recurrent = None
-    if recurrent_vectors is not None:
-        new_recurrent = advance_eligibility(recurrent_vectors, local, s_prev).weight
-    new = EPropLayerTraces(
-        eligibility=advance_eligibility(traces.eligibility, local, x),
-        recurrent=new_recurrent,
-        filtered=filtered,
-    )
-    return new, linear_grad, neuron_grad
-
-
-class EProp(AbstractOnlineRule):
+class EProp(AbstractLayerwiseRule):
     r"""e-prop: eligibility traces times a learning signal broadcast from the readout.
 
     The network is `Connect([Linear, neuron, ..., Linear, LI])`: hidden layers of
-    elementwise neurons (`LIF`, `ALIF`, ...) or recurrent `RLIF` layers, then a
+    elementwise neurons (`LIF`, `ALIF`, ...) or recurrent layers (`Recurrent(neuron)`,
+    or the legacy `RLIF`), then a
     leaky readout $y_t = \kappa y_{t-1} + W^{out} z_t + b^{out}$ (`LI` with one
     scalar decay $\kappa$). For hidden unit $j$ and input $i$:
 
@@ -204,8 +118,10 @@ class EProp(AbstractOnlineRule):
       the membrane neglected by default (reset detached). For LIF,
       $\epsilon_{ji,t} = \lambda\epsilon_{ji,t-1} + x_{i,t}$; for ALIF (threshold
       $\vartheta + \beta a$), $\epsilon^a_{t+1} = \psi_t\epsilon^v_t +
-      (\rho - \psi_t\beta)\epsilon^a_t$. For an `RLIF` the recurrent weight's
-      presynaptic input is $z_{i,t-1}$.
+      (\rho - \psi_t\beta)\epsilon^a_t$. In a recurrent layer the recurrent weight's
+      presynaptic input is $z_{i,t-1}$, with the same eligibility recursion:
+      `Recurrent(ALIF(n))` is the LSNN of Bellec et al. (2020). $z_{t-1}$ is an input
+      only; its own dependence on $W$ (through $W_{rec,jj}$ too) is dropped.
     - eligibility trace $e_{ji,t} = dz_{j,t}/dW_{ji}$ (LIF: $\psi_{j,t}
       \epsilon_{ji,t}$; ALIF: $\psi_{j,t}(\epsilon^v_{ji,t} - \beta\epsilon^a_{ji,t})$),
       filtered by the readout leak: $\bar e_t = \kappa\bar e_{t-1} + e_t$.
@@ -234,12 +150,16 @@ class EProp(AbstractOnlineRule):
 
     What it approximates: $dE/dz_{j,t}$ by its direct part, dropping paths through
     later network activity (recurrent weights, layers above). **Exact** (equal to BPTT)
-    for one feed-forward hidden layer, or an `RLIF` with zero recurrent weights, with
+    for one feed-forward hidden layer, or a recurrent one with $W_{rec} = 0$, with
     the leaky readout, symmetric feedback and a per-step loss, when the BPTT model
     detaches the reset (`detach_reset=True`) or the rule keeps it
     (`reset_in_eligibility=True`). Memory per sample and layer: $O(k\,n\,n_{in})$
-    eligibility vectors plus $O(n\,n_{in})$ filtered traces.
+    eligibility vectors plus $O(n\,n_{in})$ filtered traces. With a memoryless
+    readout ($\kappa = 0$) and `reset_in_eligibility=True` it equals OSTL on one
+    recurrent layer without self-connections.
     """
+
+    traces_type: ClassVar[type] = EPropTraces
 
     feedback: str = eqx.field(static=True)
     key: PRNGKeyArray | None
@@ -275,18 +195,20 @@ class EProp(AbstractOnlineRule):
         self.feedback_decay = float(feedback_decay)
         self.reset_in_eligibility = bool(reset_in_eligibility)
 
+    def view(self, model) -> Layers:
+        return eprop_layers(model, self.reset_in_eligibility)
+
     def random_feedback(self, model: AbstractNeuron) -> Float[Array, "hidden out"]:
         """The random feedback matrix drawn from `key` for `model`'s readout."""
-        pairs, _ = eprop_pairs(model, self.reset_in_eligibility)
-        weight = pairs[-1][0].weight
+        weight = self.view(model)[-1].affine.weight
         n_hidden, n_out = weight.shape[1], weight.shape[0]
         return jax.random.normal(self.key, (n_hidden, n_out), weight.dtype) / math.sqrt(n_hidden)
 
     def init(self, model: AbstractNeuron) -> EPropState:
-        pairs, _ = eprop_pairs(model, self.reset_in_eligibility)
+        layers = self.view(model)
         if self.feedback == "symmetric":
             return EPropState(feedback=None, readout=None)
-        readout = pairs[-1][0].weight if self.feedback == "adaptive" else None
+        readout = layers[-1].affine.weight if self.feedback == "adaptive" else None
         return EPropState(feedback=self.random_feedback(model), readout=readout)
 
     def init_traces(self, model, state):
@@ -296,84 +218,65 @@ class EProp(AbstractOnlineRule):
                 "through the rule state, which train_online's per-step updates do not carry. "
                 "Use train_online_deferred or train_offline(rule=...), or feedback='random'."
             )
-        feedback = None if self.feedback == "symmetric" else self.random_feedback(model)
-        return self._traces(model, state, feedback)
+        return self._traces(model, state, self.init(model).feedback)
 
     def _traces(self, model, state, feedback) -> EPropTraces:
-        pairs, views = eprop_pairs(model, self.reset_in_eligibility)
-        dtype = float_dtype(state)
-        eligibility = init_eligibility(views, _eligibility_state(pairs, state), dtype)
-        hidden = []
-        for (linear, neuron), trace in zip(pairs[:-1], eligibility):
-            n, n_in = linear.out_features, linear.in_features
-            rlif = isinstance(neuron, RLIF)
-            zeros = jnp.zeros((n,), dtype)
-            filtered = FilteredTraces(
-                weight=jnp.zeros((n, n_in), dtype),
-                bias=None if linear.bias is None else zeros,
-                neuron=tuple(zeros for _ in trace.neuron),
-                recurrent=jnp.zeros((n, n), dtype) if rlif else None,
-            )
-            recurrent = jnp.zeros((trace.weight.shape[0], n, n), dtype) if rlif else None
-            hidden.append(EPropLayerTraces(trace, recurrent, filtered))
-        return EPropTraces(hidden=tuple(hidden), readout=eligibility[-1], feedback=feedback)
+        traces = AbstractLayerwiseRule.init_traces(self, model, state)
+        readout = EPropReadoutTraces(traces.layers[-1].eligibility, feedback)
+        return EPropTraces((*traces.layers[:-1], readout))
 
-    def step(self, model, state, traces, x, label, loss):
-        pairs, views = eprop_pairs(model, self.reset_in_eligibility)
-        layer_states, inputs, previous, locals_, h = list(state.layers), [], [], [], x
-        for index, ((linear, neuron), (_, view)) in enumerate(zip(pairs[:-1], views[:-1])):
-            layer_state, current = state.layers[2 * index + 1], linear(h)
-            inputs.append(h)
-            previous.append(layer_state.s if isinstance(neuron, RLIF) else None)
-            if isinstance(neuron, RLIF):
-                current = current + neuron.recurrent_weight @ layer_state.s
-                layer_state = LIFState(v=layer_state.v)
-            new_state, h, local = neuron_step(view, layer_state, current)
-            if isinstance(neuron, RLIF):
-                new_state = RLIFState(v=new_state.v, s=h)
-            layer_states[2 * index + 1] = new_state
-            locals_.append(local)
-        readout_linear, readout = pairs[-1]
-        new_state, y, local_out = neuron_step(readout, state.layers[-1], readout_linear(h))
-        layer_states[-1] = new_state
-        state = eqx.tree_at(lambda s: s.layers, state, tuple(layer_states))
+    def start(self, model, x0, rule_state=None):
+        if rule_state is None:
+            return AbstractLayerwiseRule.start(self, model, x0)
+        state = self.initial(model, x0)
+        return state, self._traces(model, state, rule_state.feedback)
 
-        value, error = jax.value_and_grad(lambda y: loss.step(y, label))(y)
-        grads = jtu.tree_map(jnp.zeros_like, trainable(model))
-        linear_grad, neuron_grad = layer_gradient(
-            readout_linear, readout, traces.readout, local_out, h, error
+    def init_layer(self, layers, index, state, dtype):
+        if index == len(layers) - 1:
+            return EPropReadoutTraces(init_eligibility(layers[index], state, dtype), None)
+        eligibility = init_eligibility(layers[index], state, dtype, self_path=False)
+        zeros = lambda e: None if e is None else jnp.zeros(e.shape[1:], dtype)  # noqa: E731
+        filtered = LayerSensitivity(
+            weight=zeros(eligibility.weight),
+            bias=zeros(eligibility.bias),
+            neuron=tuple(zeros(e) for e in eligibility.neuron),
+            recurrent=zeros(eligibility.recurrent),
         )
-        grads = set_layer_grads(grads, len(pairs) - 1, linear_grad, neuron_grad)
-        readout_trace = advance_eligibility(traces.readout, local_out, h)
+        return EPropLayerTraces(eligibility, filtered)
 
-        feedback = readout_linear.weight.T if traces.feedback is None else traces.feedback
-        signal = feedback @ (error * local_out.y_input)
-        kappa = jnp.clip(readout.param("decay"), 0.0, 1.0).reshape(())
-        hidden = list(traces.hidden)
-        for index in reversed(range(len(pairs) - 1)):
-            (linear, neuron), (_, view) = pairs[index], views[index]
-            hidden[index], linear_grad, neuron_grad = _hidden_layer(
-                linear,
-                neuron,
-                view,
-                traces.hidden[index],
-                locals_[index],
-                inputs[index],
-                previous[index],
-                signal,
-                kappa,
-            )
-            grads = set_layer_grads(grads, index, linear_grad, neuron_grad)
-            signal = passback(linear, locals_[index], signal)
-        traces = EPropTraces(hidden=tuple(hidden), readout=readout_trace, feedback=traces.feedback)
-        return state, traces, grads, y, value
+    def advance(self, layers, index, trace, step):
+        eligibility, e = advance_eligibility(layers[index], trace.eligibility, step)
+        if index == len(layers) - 1:  # the readout: its exact dy/dθ
+            return EPropReadoutTraces(eligibility, trace.feedback), e
+        # e-prop's eligibility trace e_t = dz_t/dθ from the vectors ε_(t-1) (for LIF,
+        # ψ_t(λε_(t-1) + x_t)) is OSTL's output sensitivity with y_(t-1) as an input.
+        kappa = jnp.clip(layers[-1].neuron.param("decay"), 0.0, 1.0).reshape(())
+        old = trace.filtered
+        keep = lambda f, new: None if f is None else kappa * f + new  # noqa: E731
+        filtered = LayerSensitivity(
+            weight=kappa * old.weight + e.weight,
+            bias=keep(old.bias, e.bias),
+            neuron=tuple(kappa * f + n for f, n in zip(old.neuron, e.neuron)),
+            recurrent=keep(old.recurrent, e.recurrent),
+        )
+        return EPropLayerTraces(eligibility, filtered), filtered
+
+    def gradient(self, layers, index, estimate, step, signal):
+        return sensitivity_gradient(layers[index], estimate, signal)
+
+    def passback(self, layers, index, trace, step, signal):
+        if index < len(layers) - 1:
+            return AbstractLayerwiseRule.passback(self, layers, index, trace, step, signal)
+        layer = layers[index]
+        feedback = layer.affine.weight.T if trace.feedback is None else trace.feedback
+        return feedback @ (signal * step.local.y_input)
 
     def advance_feedback(self, model: AbstractNeuron, rule_state: EPropState) -> EPropState:
         r"""Adaptive feedback: $B + \Delta W^{out\top} - \mu(B - W^{out\top}_{old})$."""
         if self.feedback != "adaptive":
             return rule_state
-        pairs, _ = eprop_pairs(model, self.reset_in_eligibility)
-        weight, old, feedback = pairs[-1][0].weight, rule_state.readout, rule_state.feedback
+        weight = self.view(model)[-1].affine.weight
+        old, feedback = rule_state.readout, rule_state.feedback
         feedback = feedback + (weight - old).T - self.feedback_decay * (feedback - old.T)
         return EPropState(feedback=feedback, readout=weight)
 
@@ -382,21 +285,4 @@ class EProp(AbstractOnlineRule):
         if rule_state is None:  # as from the base class's init: start from ours
             rule_state = self.init(model)
         rule_state = self.advance_feedback(model, rule_state)
-
-        def run(xs, label):
-            state = initial_state(model, xs[0])
-            traces = self._traces(model, state, rule_state.feedback)
-
-            def body(carry, x):
-                state, traces, total = carry
-                state, traces, grads, y, value = self.step(model, state, traces, x, label, loss)
-                return (state, traces, jtu.tree_map(jnp.add, total, grads)), (y, value)
-
-            zero = jtu.tree_map(jnp.zeros_like, trainable(model))
-            (_, _, total), (outputs, values) = jax.lax.scan(body, (state, traces, zero), xs)
-            return total, outputs, values
-
-        totals, outputs, values = jax.vmap(run)(xs, ys)
-        steps = xs.shape[1]
-        grads = jtu.tree_map(lambda g: jnp.mean(g, axis=0) / steps, totals)
-        return grads, rule_state, Aux(outputs=outputs, loss=jnp.mean(values))
+        return deferred_update(self, model, rule_state, loss, xs, ys)

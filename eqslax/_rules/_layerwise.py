@@ -1,20 +1,19 @@
-"""Shared machinery of the layer-local online rules (OSTL, OTTT, OTPE, e-prop).
+r"""Per-layer pieces of the layer-local online rules (OSTL, OTTT, OTPE, e-prop).
 
-These rules see a network as a stack of layers $l$, each an affine map followed
-by an elementwise neuron with $k$ state variables per unit:
+These rules see a network as a stack of layers $l$ (a [`eqslax.layerwise.Layers`][]
+view), each an affine map, an optional recurrent weight and an elementwise neuron with
+$k$ state variables per unit:
 
-$$
-I^l_t = W^l y^{l-1}_t + b^l, \\qquad (h^l_t, y^l_t) = N^l(h^l_{t-1}, I^l_t)
-$$
+$$I^l_t = W^l x^l_t + b^l + W^l_{rec} y^l_{t-1}, \qquad (h^l_t, y^l_t) = N^l(h^l_{t-1}, I^l_t)$$
 
 At each step, every rule needs only per-unit local derivatives of $N^l$, which
 forward-mode JVPs with all-ones tangents deliver without building any Jacobian across
 units (the neuron is elementwise, so unit $i$ only sees its own entries):
 
-- `J[k, m, i]` $= \\partial h_{k,i,t} / \\partial h_{m,i,t-1}$ (state Jacobian),
-- `h_input[k, i]` $= \\partial h_{k,i,t} / \\partial I_i$, `y_input[i]` likewise for
-  $y$, `y_state[m, i]` $= \\partial y_i / \\partial h_{m,i,t-1}$,
-- for each trainable neuron parameter leaf $\\nu$: `h_param` and `y_param`.
+- `J[k, m, i]` $= \partial h_{k,i,t} / \partial h_{m,i,t-1}$ (state Jacobian);
+- `h_input[k, i]` $= \partial h_{k,i,t} / \partial I_i$, `y_input[i]` likewise for $y$,
+  `y_state[m, i]` $= \partial y_i / \partial h_{m,i,t-1}$;
+- for each trainable neuron parameter leaf $\nu$: `h_param` and `y_param`.
 """
 
 import math
@@ -23,15 +22,20 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, PyTree
 
-from .._connect import Connect
 from .._neurons import AbstractNeuron
 from .._parameters import trainable, trainable_mask
+from ._layers import Layer
 
 
 class Local(eqx.Module):
-    """Per-unit local derivatives of one neuron step (shapes in the module docstring)."""
+    r"""Per-unit local derivatives of one step of an elementwise neuron with $k$ state
+    variables and $n$ units: `J` $= \partial h_t/\partial h_{t-1}$ `(k, k, n)`,
+    `h_input` $= \partial h_t/\partial I_t$ `(k, n)`, `y_input` $= \partial y_t/\partial
+    I_t$ `(n,)`, `y_state` $= \partial y_t/\partial h_{t-1}$ `(k, n)`, and per trainable
+    neuron leaf $\nu$ `h_param` $= \partial h_t/\partial\nu$ `(k, n)` and `y_param`
+    $= \partial y_t/\partial\nu$ `(n,)`."""
 
     J: Float[Array, "k k n"]
     h_input: Float[Array, "k n"]
@@ -39,44 +43,6 @@ class Local(eqx.Module):
     y_state: Float[Array, "k n"]
     h_param: tuple[Array, ...]  # one (k, n) array per trainable neuron leaf
     y_param: tuple[Array, ...]  # one (n,) array per trainable neuron leaf
-
-
-def check_layers(model, owner: str) -> tuple[tuple[eqx.nn.Linear, AbstractNeuron], ...]:
-    """`Connect([Linear, neuron, Linear, neuron, ...])` without edges, else an error
-    naming the first layer the rule cannot handle."""
-    layers = model.layers if isinstance(model, Connect) else None
-    if layers is None:
-        raise TypeError(
-            f"{owner}: needs a Connect of (eqx.nn.Linear, neuron) pairs, got "
-            f"{type(model).__name__}."
-        )
-    if model.edges:
-        raise ValueError(
-            f"{owner}: cannot handle `cat` edges {list(model.edges)}: their temporal paths "
-            f"cross layers. Use RTRL for exact gradients on this graph."
-        )
-    if len(layers) % 2:
-        raise ValueError(f"{owner}: layer {len(layers) - 1} has no neuron after it.")
-    pairs = []
-    for index in range(0, len(layers), 2):
-        linear, neuron = layers[index], layers[index + 1]
-        if not isinstance(linear, eqx.nn.Linear) or linear.in_features == "scalar":
-            raise ValueError(
-                f"{owner}: layer {index} must be an eqx.nn.Linear with vector input, got "
-                f"{type(linear).__name__}."
-            )
-        if not isinstance(neuron, AbstractNeuron) or not neuron.elementwise:
-            raise ValueError(
-                f"{owner}: layer {index + 1} ({type(neuron).__name__}) is not an elementwise "
-                f"neuron (unit i must depend only on input i and its own state)."
-            )
-        if tuple(neuron.in_shape) != (linear.out_features,):
-            raise ValueError(
-                f"{owner}: layer {index + 1} ({type(neuron).__name__}) must be a 1-D "
-                f"population of {linear.out_features} units, got shape {neuron.in_shape}."
-            )
-        pairs.append((linear, neuron))
-    return tuple(pairs)
 
 
 def neuron_params(neuron):
@@ -114,7 +80,9 @@ def stack_state(state) -> Array:
 
 
 def neuron_step(neuron: AbstractNeuron, state, current: Array):
-    """One neuron step plus its `Local` derivatives.
+    """One step of an elementwise `neuron` from `state` with input `current`:
+    `(new_state, output, local)`, `local` its [`eqslax.layerwise.Local`][] derivatives
+    from one `jax.linearize` and $k + 1 + P$ JVPs with all-ones tangents.
 
     Only the inexact state leaves enter the derivatives; integer or boolean leaves are
     held constant and come back with their own dtype."""
@@ -167,27 +135,55 @@ def reduce_to(values: Array, shape: tuple[int, ...]) -> Array:
     raise ValueError(f"parameter of shape {shape} does not broadcast per unit ({values.shape}).")
 
 
-def passback(linear: eqx.nn.Linear, local: Local, signal: Array) -> Array:
-    """Spatial backpropagation to the layer below:
-    $W^\\top(g \\odot \\partial y/\\partial I)$."""
-    return linear.weight.T @ (signal * local.y_input)
+class LayerStep(eqx.Module):
+    r"""What the forward sweep saw at layer $l$ on this step: the layer `input` $x^l_t$,
+    the `previous` output $y^l_{t-1}$ of a recurrent layer (`None` otherwise), the
+    neuron's `local` derivatives ([`eqslax.layerwise.Local`][]) and the `output`
+    $y^l_t$."""
+
+    input: Float[Array, " n_in"]
+    previous: Float[Array, " n"] | None
+    local: Local
+    output: Float[Array, " n"]
 
 
-def set_layer_grads(grads, index: int, linear_grad, neuron_grad):
-    """Write one (Linear, neuron) pair's gradients into a tree like `trainable(model)`."""
-    grads = eqx.tree_at(lambda g: g.layers[2 * index], grads, linear_grad)
-    return eqx.tree_at(lambda g: g.layers[2 * index + 1], grads, neuron_grad)
+class LayerGrads(eqx.Module):
+    """One layer's gradients: `affine` shaped like `trainable(layer.affine)`, `neuron`
+    like `trainable(layer.neuron)` and `recurrent` like $W_{rec}$ (`None` for a
+    feed-forward layer). [`eqslax.layerwise.Layers.write`][] puts them in the model's tree."""
+
+    affine: PyTree
+    neuron: PyTree
+    recurrent: Array | None
 
 
-def factored_gradient(linear, neuron, post: Array, pre: Array, bias, neuron_terms):
-    r"""Gradients of one layer from a postsynaptic factor `post` `(n,)`: weight
-    $\text{post} \otimes \text{pre}$ (`pre` is `(n_in,)` or `(n, n_in)`), bias
-    $\text{post} \odot$ `bias` (a trace, or `None` for the untraced
-    $\text{post}$), neuron parameters from their per-unit `(n,)` terms."""
-    linear_grad = eqx.tree_at(lambda m: m.weight, trainable(linear), post[:, None] * pre)
-    if linear.bias is not None:
-        bias_grad = post if bias is None else post * bias
-        linear_grad = eqx.tree_at(lambda m: m.bias, linear_grad, bias_grad)
-    leaves, treedef, _ = neuron_params(neuron)
-    neuron_grads = [reduce_to(term, leaf.shape) for leaf, term in zip(leaves, neuron_terms)]
-    return linear_grad, jtu.tree_unflatten(treedef, neuron_grads)
+def factored_gradient(
+    layer: Layer,
+    post: Float[Array, " n"],
+    pre: Float[Array, "*n n_in"],
+    bias: Float[Array, "*n"] | None,
+    neuron_terms,
+    recurrent: Float[Array, "*n n"] | None = None,
+) -> LayerGrads:
+    r"""Gradients of one layer from a postsynaptic factor `post` $p$ `(n,)`: weight
+    $p \otimes \text{pre}$ (`pre` is `(n_in,)` or `(n, n_in)`), bias $p \odot$ `bias`
+    (a trace; `None` for the untraced $p$), recurrent weight $p \otimes$ `recurrent`
+    (`(n,)` or `(n, n)`, only for a recurrent layer) and neuron parameters from their
+    per-unit `(n,)` terms, summed to each parameter's shape."""
+    affine = eqx.tree_at(lambda m: m.weight, trainable(layer.affine), post[:, None] * pre)
+    if layer.affine.bias is not None:
+        affine = eqx.tree_at(lambda m: m.bias, affine, post if bias is None else post * bias)
+    leaves, treedef, _ = neuron_params(layer.neuron)
+    neuron = jtu.tree_unflatten(
+        treedef, [reduce_to(term, leaf.shape) for leaf, term in zip(leaves, neuron_terms)]
+    )
+    recurrent_grad = None
+    if layer.recurrent is not None:
+        recurrent_grad = post[:, None] * recurrent
+    return LayerGrads(affine=affine, neuron=neuron, recurrent=recurrent_grad)
+
+
+def passback(layer: Layer, step: LayerStep, signal: Float[Array, " n"]) -> Float[Array, " n_in"]:
+    r"""Spatial backpropagation to the layer below at the same step:
+    $g^{l-1}_t = W^{l\top}(g^l_t \odot \partial y^l_t/\partial I^l_t)$."""
+    return layer.affine.weight.T @ (signal * step.local.y_input)

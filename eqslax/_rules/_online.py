@@ -66,17 +66,24 @@ class AbstractOnlineRule(AbstractLearningRule):
         like `eqslax.trainable(model)`.
         """
 
-    def start(self, model: AbstractNeuron, x0: Array) -> tuple[PyTree, PyTree]:
-        """Model state and traces of one sample before its first step."""
-        state = initial_state(model, x0)
+    def initial(self, model: AbstractNeuron, x0: Array) -> PyTree:
+        """The model state of one sample before its first step."""
+        return initial_state(model, x0)
+
+    def start(
+        self, model: AbstractNeuron, x0: Array, rule_state: PyTree = None
+    ) -> tuple[PyTree, PyTree]:
+        """Model state and traces of one sample before its first step (a rule whose
+        traces depend on its `rule_state`, such as e-prop's feedback, reads it here)."""
+        state = self.initial(model, x0)
         return state, self.init_traces(model, state)
 
-    def run(self, model, loss, xs, label):
+    def run(self, model, loss, xs, label, rule_state=None):
         """One sample, deferred: summed step gradients, outputs and step losses.
 
         The scan runs over step indices and reads step $t$ of `xs` in place, handing
         `loss.target_at(label, t)` to `step`."""
-        state, traces = self.start(model, xs[0])
+        state, traces = self.start(model, xs[0], rule_state)
 
         def body(carry, t):
             state, traces, total = carry
@@ -93,18 +100,11 @@ class AbstractOnlineRule(AbstractLearningRule):
 
     def update(self, model, rule_state, loss, xs, ys):
         check_per_step(loss, type(self).__name__)
-        batch, steps = xs.shape[:2]
-        if self.sum_batch_each_step:
-            total, outputs, values = self._run_batch(model, loss, xs, ys)
-            grads = jtu.tree_map(lambda g: g / (batch * steps), total)
-        else:
-            totals, outputs, values = jax.vmap(lambda x, y: self.run(model, loss, x, y))(xs, ys)
-            grads = jtu.tree_map(lambda g: jnp.mean(g, axis=0) / steps, totals)
-        return grads, rule_state, Aux(outputs=outputs, loss=jnp.mean(values))
+        return deferred_update(self, model, rule_state, loss, xs, ys)
 
-    def _run_batch(self, model, loss, xs, ys):
+    def _run_batch(self, model, loss, xs, ys, rule_state=None):
         """A batch: the batch-summed step gradients, summed over time."""
-        states, traces = jax.vmap(lambda x: self.start(model, x[0]))(xs)
+        states, traces = jax.vmap(lambda x: self.start(model, x[0], rule_state))(xs)
 
         def body(carry, t):
             states, traces, total = carry
@@ -118,6 +118,21 @@ class AbstractOnlineRule(AbstractLearningRule):
         steps = jnp.arange(xs.shape[1])
         (_, _, total), (outputs, values) = jax.lax.scan(body, (states, traces, zero), steps)
         return total, jnp.moveaxis(outputs, 0, 1), values
+
+
+def deferred_update(rule: AbstractOnlineRule, model, rule_state, loss, xs, ys):
+    """Deferred training on a batch: the step gradients summed over time, divided by
+    $T$ and averaged over the batch; `(grads, rule_state, Aux)`."""
+    batch, steps = xs.shape[:2]
+    if rule.sum_batch_each_step:
+        total, outputs, values = rule._run_batch(model, loss, xs, ys, rule_state)
+        grads = jtu.tree_map(lambda g: g / (batch * steps), total)
+    else:
+        totals, outputs, values = jax.vmap(lambda x, y: rule.run(model, loss, x, y, rule_state))(
+            xs, ys
+        )
+        grads = jtu.tree_map(lambda g: jnp.mean(g, axis=0) / steps, totals)
+    return grads, rule_state, Aux(outputs=outputs, loss=jnp.mean(values))
 
 
 def batch_step(rule, model, loss, states, traces, xs, ys, t):

@@ -4,29 +4,18 @@ its low-memory factorisation, Approximate OTPE."""
 from typing import ClassVar
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
-import jax.tree_util as jtu
 from jaxtyping import Array, Float
 
-from .._connect import Connect
-from .._neurons import LI
-from .._parameters import trainable
-from ._layerwise import (
-    check_layers,
-    factored_gradient,
-    float_dtype,
-    neuron_step,
-    set_layer_grads,
-)
-from ._online import AbstractOnlineRule
+from ._layers import Layers
+from ._layerwise import factored_gradient
+from ._layerwise_rule import AbstractLayerwiseRule
 from ._ostl import (
     LayerEligibility,
     LayerSensitivity,
     advance_eligibility,
-    forward_layers,
     init_eligibility,
-    output_sensitivity,
+    sensitivity_gradient,
 )
 from ._ottt import (
     PresynapticTrace,
@@ -35,59 +24,28 @@ from ._ottt import (
     check_single_state,
     init_presynaptic,
     neuron_leak,
+    own_leak,
     rows,
 )
 
-# Layers and leaks ----------------------------------------------------------------------
+# Leaks ---------------------------------------------------------------------------------
 
 
-def split_readout(model, owner: str):
-    """`(pairs, readout)`: the (Linear, neuron) pairs and an optional trailing `LI`
-    readout $o_t = \\kappa o_{t-1} + s^L_t$ (the "front" form, F-OTPE)."""
-    layers = model.layers if isinstance(model, Connect) else ()
-    if len(layers) % 2 == 1 and len(layers) > 1 and isinstance(layers[-1], LI):
-        readout = layers[-1]
-        if jtu.tree_leaves(trainable(readout)):
-            raise ValueError(
-                f"{owner}: layer {len(layers) - 1} (LI readout) has a trainable decay; the "
-                f"postsynaptic estimate needs a constant readout leak. Build it with "
-                f"train_decay=False."
-            )
-        trimmed = eqx.tree_at(lambda m: m.layers, model, layers[:-1])
-        return check_layers(trimmed, owner), readout
-    return check_layers(model, owner), None
+def postsynaptic_leak(layers: Layers, index: int, override, owner: str, dtype) -> Array:
+    r"""The leak $\lambda_{l+1}$ of the population that receives layer `index`'s output.
 
-
-def postsynaptic_leaks(pairs, readout, override, owner: str, dtype) -> list[Array]:
-    r"""The leak $\lambda_{l+1}$ of the population that receives each layer's output.
-
-    A hidden layer's estimate $\hat R^l$ has one row per unit of layer $l$, so
-    it takes one leak for the next layer: the mean of its per-neuron leaks (exact only
-    when they are equal). The last layer's receiver is the `LI` readout, whose leaks
-    line up with its rows, or nothing (the loss reads $y^L_t$ directly: leak 0).
-    `override` replaces every leak except that of a last layer without a readout.
+    A hidden layer's estimate $\hat R^l$ has one row per unit of layer $l$, so it takes
+    one leak for the next layer: the mean of its per-neuron leaks (exact only when they
+    are equal). The last layer's receiver is the `LI` readout, whose leaks line up with
+    its rows, or nothing (the loss reads $y^L_t$ directly: leak 0). `override` replaces
+    every leak except that of a last layer without a readout.
     """
-    leaks = []
-    for index in range(len(pairs)):
-        if index + 1 < len(pairs):
-            leak = jnp.mean(neuron_leak(pairs[index + 1][1], override, owner, 2 * index + 3, dtype))
-        elif readout is not None:
-            leak = neuron_leak(readout, override, owner, 2 * index + 2, dtype)
-        else:
-            leak = jnp.zeros((), dtype)
-        leaks.append(leak)
-    return leaks
-
-
-def forward_readout(model, pairs, readout, state, x):
-    """`forward_layers`, then the readout if any; also returns the factor
-    $\\partial o_t/\\partial y^L_t$ that carries the loss's signal into the last layer."""
-    state, y, inputs, locals_ = forward_layers(pairs, state, x)
-    if readout is None:
-        return state, y, inputs, locals_, 1.0
-    readout_state, output, local = neuron_step(readout, state.layers[-1], y)
-    state = eqx.tree_at(lambda s: s.layers, state, (*state.layers[:-1], readout_state))
-    return state, output, inputs, locals_, local.y_input
+    receiver = layers.receiver(index)
+    if receiver is None:
+        return jnp.zeros((), dtype)
+    position, neuron = receiver
+    leak = neuron_leak(neuron, override, owner, position, dtype)
+    return jnp.mean(leak) if index + 1 < len(layers) else leak
 
 
 # Shared traces -------------------------------------------------------------------------
@@ -118,11 +76,14 @@ def init_average(n: int, leak: Array, dtype) -> DerivativeAverage:
 # OTPE ----------------------------------------------------------------------------------
 
 
-def init_sensitivity(linear, trace: LayerEligibility) -> LayerSensitivity:
+def init_sensitivity(trace: LayerEligibility) -> LayerSensitivity:
+    """A zero [`eqslax.layerwise.LayerSensitivity`][] for the parameters `trace` covers."""
+    zeros = lambda e: None if e is None else jnp.zeros(e.shape[1:], e.dtype)  # noqa: E731
     return LayerSensitivity(
-        weight=jnp.zeros(trace.weight.shape[1:], trace.weight.dtype),
-        bias=None if trace.bias is None else jnp.zeros(trace.bias.shape[1:], trace.bias.dtype),
-        neuron=tuple(jnp.zeros(e.shape[1:], e.dtype) for e in trace.neuron),
+        weight=zeros(trace.weight),
+        bias=zeros(trace.bias),
+        neuron=tuple(zeros(e) for e in trace.neuron),
+        recurrent=zeros(trace.recurrent),
     )
 
 
@@ -140,7 +101,7 @@ class OTPETraces(eqx.Module):
     layers: tuple[OTPELayerTraces, ...]
 
 
-class OTPE(AbstractOnlineRule):
+class OTPE(AbstractLayerwiseRule):
     r"""OTPE (Summe, Schaefer & Joshi 2023, "Estimating Post-Synaptic Effects for Online
     Training of Feed-Forward SNNs"): OSTL's exact per-layer eligibility, filtered by
     the leak of the layer it feeds.
@@ -153,7 +114,7 @@ class OTPE(AbstractOnlineRule):
     $$
     \hat R^l_t = \lambda_{l+1}\hat R^l_{t-1} + \frac{dy^l_t}{d\theta^l}, \qquad
     \frac{dy^l_t}{d\theta^l} = \frac{\partial y^l_t}{\partial h^l_{t-1}} E^l_{t-1}
-        + \frac{\partial y^l_t}{\partial\theta^l},
+    + \frac{\partial y^l_t}{\partial\theta^l},
     $$
 
     where $E^l$ is OSTL's eligibility $E_t = J_t E_{t-1} + \partial h_t /
@@ -163,7 +124,7 @@ class OTPE(AbstractOnlineRule):
     \nabla_{\theta^l}\ell_t \approx g^l_t \odot \hat R^l_t, \qquad
     g^{l-1}_t = W^{l\top}(g^l_t \odot \bar g^l_t), \qquad
     \bar g^l_t = \frac{\sum_\tau \lambda_{l+1}^{t-\tau}\sigma'^l_\tau}
-                      {\sum_\tau \lambda_{l+1}^{t-\tau}},
+    {\sum_\tau \lambda_{l+1}^{t-\tau}},
     $$
 
     $\sigma'^l = \partial y^l/\partial I^l$: the instantaneous derivative is replaced
@@ -179,6 +140,9 @@ class OTPE(AbstractOnlineRule):
 
     Memory $O(k\,n_{in} n + n_{in} n)$ per layer and sample.
 
+    On a recurrent layer (`eqslax.Recurrent(neuron)`) $E^l$ and $dy^l_t/d\theta^l$ are
+    OSTL's D-RTRL ones (with $W_{rec}$ among the parameters); `leak=0` is then OSTL too.
+
     A hidden layer's $\hat R^l$ has one row per unit of layer $l$, so it takes
     one leak for layer $l+1$: the mean of that layer's per-neuron leaks (exact only
     when they are equal). The readout's leaks line up with the last layer's rows and are
@@ -189,64 +153,43 @@ class OTPE(AbstractOnlineRule):
     receiving population. `leak=0` gives OSTL.
     """
 
+    traces_type: ClassVar[type] = OTPETraces
+
     leak: float | None = None
 
     def __check_init__(self):
         check_leak(self.leak, "OTPE")
 
-    def init_traces(self, model, state):
-        pairs, readout = split_readout(model, "OTPE")
-        dtype = float_dtype(state)
-        leaks = postsynaptic_leaks(pairs, readout, self.leak, "OTPE", dtype)
-        traces = []
-        for (linear, _), eligibility, leak in zip(
-            pairs, init_eligibility(pairs, state, dtype), leaks
-        ):
-            traces.append(
-                OTPELayerTraces(
-                    eligibility=eligibility,
-                    estimate=init_sensitivity(linear, eligibility),
-                    average=init_average(linear.out_features, leak, dtype),
-                )
-            )
-        return OTPETraces(tuple(traces))
+    def view(self, model) -> Layers:
+        return Layers(model, "OTPE", readout=True)
 
-    def step(self, model, state, traces, x, label, loss):
-        pairs, readout = split_readout(model, "OTPE")
-        dtype = traces.layers[0].average.mean.dtype
-        leaks = postsynaptic_leaks(pairs, readout, self.leak, "OTPE", dtype)
-        state, y, inputs, locals_, factor = forward_readout(model, pairs, readout, state, x)
-        value, signal = jax.value_and_grad(lambda y: loss.step(y, label))(y)
-        signal = signal * factor
-        grads = jtu.tree_map(jnp.zeros_like, trainable(model))
-        new_traces = list(traces.layers)
-        for index in reversed(range(len(pairs))):
-            linear, neuron = pairs[index]
-            trace, local, x_in = traces.layers[index], locals_[index], inputs[index]
-            leak = leaks[index]
-            now = output_sensitivity(trace.eligibility, local, x_in)
-            estimate = LayerSensitivity(
-                weight=rows(leak) * trace.estimate.weight + now.weight,
-                bias=None if now.bias is None else leak * trace.estimate.bias + now.bias,
-                neuron=tuple(leak * r + d for r, d in zip(trace.estimate.neuron, now.neuron)),
-            )
-            average = advance_average(trace.average, leak, local.y_input)
-            linear_grad, neuron_grad = factored_gradient(
-                linear,
-                neuron,
-                signal,
-                estimate.weight,
-                estimate.bias,
-                [signal * r for r in estimate.neuron],
-            )
-            grads = set_layer_grads(grads, index, linear_grad, neuron_grad)
-            new_traces[index] = OTPELayerTraces(
-                eligibility=advance_eligibility(trace.eligibility, local, x_in),
-                estimate=estimate,
-                average=average,
-            )
-            signal = linear.weight.T @ (signal * average.mean)
-        return state, OTPETraces(tuple(new_traces)), grads, y, value
+    def init_layer(self, layers, index, state, dtype):
+        leak = postsynaptic_leak(layers, index, self.leak, "OTPE", dtype)
+        eligibility = init_eligibility(layers[index], state, dtype)
+        return OTPELayerTraces(
+            eligibility=eligibility,
+            estimate=init_sensitivity(eligibility),
+            average=init_average(layers[index].size, leak, dtype),
+        )
+
+    def advance(self, layers, index, trace, step):
+        leak = postsynaptic_leak(layers, index, self.leak, "OTPE", trace.average.mean.dtype)
+        eligibility, now = advance_eligibility(layers[index], trace.eligibility, step)
+        old = trace.estimate
+        estimate = LayerSensitivity(
+            weight=rows(leak) * old.weight + now.weight,
+            bias=None if now.bias is None else leak * old.bias + now.bias,
+            neuron=tuple(leak * r + d for r, d in zip(old.neuron, now.neuron)),
+            recurrent=None if now.recurrent is None else rows(leak) * old.recurrent + now.recurrent,
+        )
+        average = advance_average(trace.average, leak, step.local.y_input)
+        return OTPELayerTraces(eligibility, estimate, average), estimate
+
+    def gradient(self, layers, index, estimate, step, signal):
+        return sensitivity_gradient(layers[index], estimate, signal)
+
+    def passback(self, layers, index, trace, step, signal):
+        return layers[index].affine.weight.T @ (signal * trace.average.mean)
 
 
 # Approximate OTPE ----------------------------------------------------------------------
@@ -269,7 +212,7 @@ class ApproxOTPETraces(eqx.Module):
     layers: tuple[ApproxOTPELayerTraces, ...]
 
 
-class ApproxOTPE(AbstractOnlineRule):
+class ApproxOTPE(AbstractLayerwiseRule):
     r"""Approximate OTPE (Summe, Schaefer & Joshi 2023): OTPE's estimate factorised as
     $\hat R^l \approx \bar g^l \otimes \hat z^l$, at OTTT's memory cost.
 
@@ -298,6 +241,9 @@ class ApproxOTPE(AbstractOnlineRule):
     and every reset is detached. Memory $O(2 n_{in} + n)$ per layer and sample
     ($O(2 n_{in} n)$ with per-neuron leaks).
 
+    A recurrent layer's $W_{rec}$ gets the same two-level traces with $y_{t-1}$ as its
+    presynaptic input, as in [`eqslax.OTTT`][]; `leak=0` is then OTTT too.
+
     **Arguments:**
 
     - `leak`: $\lambda_{l+1}$ for $\hat z$ and $\bar g$; `None`
@@ -309,6 +255,7 @@ class ApproxOTPE(AbstractOnlineRule):
     """
 
     sum_batch_each_step: ClassVar[bool] = True
+    traces_type: ClassVar[type] = ApproxOTPETraces
 
     leak: float | None = None
     presynaptic_leak: float | None = None
@@ -318,62 +265,50 @@ class ApproxOTPE(AbstractOnlineRule):
         check_leak(self.leak, "ApproxOTPE")
         check_leak(self.presynaptic_leak, "ApproxOTPE", "presynaptic_leak")
 
-    def _leaks(self, pairs, readout, dtype):
-        own = [
-            neuron_leak(neuron, self.presynaptic_leak, "ApproxOTPE", 2 * index + 1, dtype)
-            for index, (_, neuron) in enumerate(pairs)
-        ]
-        return own, postsynaptic_leaks(pairs, readout, self.leak, "ApproxOTPE", dtype)
+    def view(self, model) -> Layers:
+        return Layers(model, "ApproxOTPE", readout=True)
 
-    def init_traces(self, model, state):
-        pairs, readout = split_readout(model, "ApproxOTPE")
-        dtype = float_dtype(state)
-        traces = []
-        for index, ((linear, neuron), own, post) in enumerate(
-            zip(pairs, *self._leaks(pairs, readout, dtype))
-        ):
-            check_single_state(neuron, state.layers[2 * index + 1], "ApproxOTPE", 2 * index + 1)
-            both = jnp.zeros(jnp.broadcast_shapes(own.shape, post.shape), dtype)
-            traces.append(
-                ApproxOTPELayerTraces(
-                    presynaptic=init_presynaptic(linear, neuron, own, dtype),
-                    second=init_presynaptic(linear, neuron, both, dtype),
-                    average=init_average(linear.out_features, post, dtype),
-                )
-            )
-        return ApproxOTPETraces(tuple(traces))
+    def _leaks(self, layers, index, dtype):
+        own = own_leak(layers, index, self.presynaptic_leak, "ApproxOTPE", dtype)
+        return own, postsynaptic_leak(layers, index, self.leak, "ApproxOTPE", dtype)
 
-    def step(self, model, state, traces, x, label, loss):
-        pairs, readout = split_readout(model, "ApproxOTPE")
-        own_leaks, post_leaks = self._leaks(pairs, readout, traces.layers[0].average.mean.dtype)
-        state, y, inputs, locals_, factor = forward_readout(model, pairs, readout, state, x)
-        value, signal = jax.value_and_grad(lambda y: loss.step(y, label))(y)
-        signal = signal * factor
-        grads = jtu.tree_map(jnp.zeros_like, trainable(model))
-        new_traces = list(traces.layers)
-        for index in reversed(range(len(pairs))):
-            linear, neuron = pairs[index]
-            trace, local, post = traces.layers[index], locals_[index], post_leaks[index]
-            first, now = advance_presynaptic(
-                trace.presynaptic, own_leaks[index], local, inputs[index]
-            )
-            old = trace.second
-            second = PresynapticTrace(
-                input=rows(post) * old.input + first.input,
-                bias=None if old.bias is None else post * old.bias + first.bias,
-                neuron=tuple(post * r + d for r, d in zip(old.neuron, now)),
-            )
-            average = advance_average(trace.average, post, local.y_input)
-            factor = signal * average.mean
-            linear_grad, neuron_grad = factored_gradient(
-                linear,
-                neuron,
-                factor,
-                second.input,
-                second.bias if self.bias_trace else None,
-                [signal * r for r in second.neuron],
-            )
-            grads = set_layer_grads(grads, index, linear_grad, neuron_grad)
-            new_traces[index] = ApproxOTPELayerTraces(first, second, average)
-            signal = linear.weight.T @ factor
-        return state, ApproxOTPETraces(tuple(new_traces)), grads, y, value
+    def init_layer(self, layers, index, state, dtype):
+        layer = layers[index]
+        own, post = self._leaks(layers, index, dtype)
+        check_single_state(layer.neuron, state, "ApproxOTPE", layers.name(index))
+        both = jnp.zeros(jnp.broadcast_shapes(own.shape, post.shape), dtype)
+        return ApproxOTPELayerTraces(
+            presynaptic=init_presynaptic(layer, own, dtype),
+            second=init_presynaptic(layer, both, dtype),
+            average=init_average(layer.size, post, dtype),
+        )
+
+    def advance(self, layers, index, trace, step):
+        own, post = self._leaks(layers, index, trace.average.mean.dtype)
+        first, now = advance_presynaptic(trace.presynaptic, own, step)
+        old = trace.second
+        second = PresynapticTrace(
+            input=rows(post) * old.input + first.input,
+            bias=None if old.bias is None else post * old.bias + first.bias,
+            neuron=tuple(post * r + d for r, d in zip(old.neuron, now)),
+            recurrent=None
+            if old.recurrent is None
+            else rows(post) * old.recurrent + first.recurrent,
+        )
+        average = advance_average(trace.average, post, step.local.y_input)
+        new = ApproxOTPELayerTraces(first, second, average)
+        return new, new
+
+    def gradient(self, layers, index, estimate, step, signal):
+        second = estimate.second
+        return factored_gradient(
+            layers[index],
+            signal * estimate.average.mean,
+            second.input,
+            second.bias if self.bias_trace else None,
+            [signal * r for r in second.neuron],
+            second.recurrent,
+        )
+
+    def passback(self, layers, index, trace, step, signal):
+        return layers[index].affine.weight.T @ (signal * trace.average.mean)

@@ -5,21 +5,11 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.tree_util as jtu
 from jaxtyping import Array, Float
 
-from .._parameters import trainable
-from ._layerwise import (
-    check_layers,
-    factored_gradient,
-    float_dtype,
-    neuron_params,
-    passback,
-    set_layer_grads,
-    state_size,
-)
-from ._online import AbstractOnlineRule
-from ._ostl import forward_layers
+from ._layers import Layer, Layers
+from ._layerwise import factored_gradient, neuron_params, state_size
+from ._layerwise_rule import AbstractLayerwiseRule
 
 
 def check_leak(leak, owner: str, name: str = "leak") -> None:
@@ -56,59 +46,66 @@ def rows(leak: Array) -> Array:
 class PresynapticTrace(eqx.Module):
     r"""Traces of one layer under OTTT's assumption $\partial h_t/\partial h_{t-1}
     = \lambda$: the presynaptic trace $\hat a$ `(n_in,)` for a shared leak or
-    `(n, n_in)` for per-neuron leaks, the bias trace $\hat r$ (`()` or `(n,)`)
-    and one per-unit membrane eligibility `(n,)` per trainable neuron parameter."""
+    `(n, n_in)` for per-neuron leaks, the bias trace $\hat r$ (`()` or `(n,)`), one
+    per-unit membrane eligibility `(n,)` per trainable neuron parameter and, for a
+    recurrent layer, the trace $\hat a_{rec}$ of $y_{t-1}$ (`(n,)` or `(n, n)`)."""
 
     input: Float[Array, "*post n_in"]
     bias: Float[Array, "*post"] | None
     neuron: tuple[Array, ...]
+    recurrent: Float[Array, "*post n"] | None = None
 
 
-def init_presynaptic(linear, neuron, leak: Array, dtype) -> PresynapticTrace:
-    leaves, _, _ = neuron_params(neuron)
-    n = linear.out_features
+def init_presynaptic(layer: Layer, leak: Array, dtype) -> PresynapticTrace:
+    """Zero presynaptic traces of `layer` for a leak of shape `()` or `(n,)`."""
+    leaves, _, _ = neuron_params(layer.neuron)
+    n = layer.size
     return PresynapticTrace(
-        input=jnp.zeros((*leak.shape, linear.in_features), dtype),
-        bias=None if linear.bias is None else jnp.zeros(leak.shape, dtype),
+        input=jnp.zeros((*leak.shape, layer.in_size), dtype),
+        bias=None if layer.affine.bias is None else jnp.zeros(leak.shape, dtype),
         neuron=tuple(jnp.zeros((n,), dtype) for _ in leaves),
+        recurrent=None if layer.recurrent is None else jnp.zeros((*leak.shape, n), dtype),
     )
 
 
-def check_single_state(neuron, state, owner: str, layer: int) -> None:
+def check_single_state(neuron, state, owner: str, name: str) -> None:
     """Neuron parameters get traces only when the membrane is the one state variable."""
     leaves, _, _ = neuron_params(neuron)
     k = state_size(state)
     if leaves and k != 1:
         raise ValueError(
-            f"{owner}: layer {layer} ({type(neuron).__name__}) has trainable parameters and "
-            f"{k} state variables; presynaptic traces assume a single leaky membrane. "
-            f"Freeze its parameters or use OSTL."
+            f"{owner}: {name} has trainable parameters and {k} state variables; "
+            f"presynaptic traces assume a single leaky membrane. Freeze its parameters "
+            f"or use OSTL."
         )
 
 
-def advance_presynaptic(trace: PresynapticTrace, leak: Array, local, x: Array):
-    r"""Advance the traces to step $t$ and estimate $dy_t/d\nu$ for every
-    neuron parameter $\nu$.
+def advance_presynaptic(trace: PresynapticTrace, leak: Array, step):
+    r"""Advance the traces to step $t$ and estimate $dy_t/d\nu$ for every neuron
+    parameter $\nu$:
 
-    $$
-    \hat a_t = \lambda \hat a_{t-1} + x_t, \qquad \hat r_t = \lambda \hat r_{t-1} + 1,
-    \qquad e^\nu_t = \lambda e^\nu_{t-1} + \partial h_t/\partial\nu,
-    $$
+    $$\hat a_t = \lambda \hat a_{t-1} + x_t, \qquad
+      \hat a_{rec,t} = \lambda \hat a_{rec,t-1} + y_{t-1}, \qquad
+      \hat r_t = \lambda \hat r_{t-1} + 1, \qquad
+      e^\nu_t = \lambda e^\nu_{t-1} + \partial h_t/\partial\nu,$$
 
-    $$
-    \frac{dy_t}{d\nu} \approx \frac{\partial y_t}{\partial\nu}
-        + \lambda \frac{\partial y_t}{\partial I_t}\, e^\nu_{t-1}.
-    $$
+    $$\frac{dy_t}{d\nu} \approx \frac{\partial y_t}{\partial\nu}
+        + \lambda \frac{\partial y_t}{\partial I_t}\, e^\nu_{t-1}.$$
 
     Returns the new trace and the per-unit `(n,)` estimates of $dy_t/d\nu$.
     """
+    local = step.local
     neuron_sensitivity = tuple(
         direct + leak * local.y_input * e for direct, e in zip(local.y_param, trace.neuron)
     )
+    recurrent = None
+    if trace.recurrent is not None:
+        recurrent = rows(leak) * trace.recurrent + step.previous
     new = PresynapticTrace(
-        input=rows(leak) * trace.input + x,
+        input=rows(leak) * trace.input + step.input,
         bias=None if trace.bias is None else leak * trace.bias + 1.0,
         neuron=tuple(leak * e + h[0] for e, h in zip(trace.neuron, local.h_param)),
+        recurrent=recurrent,
     )
     return new, neuron_sensitivity
 
@@ -119,7 +116,12 @@ class OTTTTraces(eqx.Module):
     layers: tuple[PresynapticTrace, ...]
 
 
-class OTTT(AbstractOnlineRule):
+def own_leak(layers: Layers, index: int, override, owner: str, dtype) -> Array:
+    r"""The leak $\lambda_l$ of layer `index`'s own neurons."""
+    return neuron_leak(layers[index].neuron, override, owner, layers[index].position, dtype)
+
+
+class OTTT(AbstractLayerwiseRule):
     r"""OTTT (Xiao et al. 2022, "Online Training Through Time for Spiking Neural
     Networks"): a presynaptic trace per layer and a spatial learning signal.
 
@@ -153,6 +155,13 @@ class OTTT(AbstractOnlineRule):
     for a shared leak and `(n, n_in)` for per-neuron leaks. The deferred `grad` and
     `update` are the paper's OTTT_A; with `eqslax.train_online` it is OTTT_O.
 
+    A recurrent layer (`eqslax.Recurrent(neuron)`, input current $W x_t + b + W_{rec}
+    y_{t-1}$) gets a second presynaptic trace $\hat a_{rec,t} = \lambda \hat a_{rec,t-1}
+    + y_{t-1}$ and $\nabla_{W_{rec}}\ell_t = (g_t \odot \sigma'_t) \otimes \hat a_{rec,t}$:
+    the previous output is one more presynaptic input, and its path through the layer's
+    own later activity is dropped. With detached resets this equals OSTL when $W_{rec}$
+    has a zero diagonal, and BPTT for a single layer when $W_{rec} = 0$.
+
     **Arguments:**
 
     - `leak`: $\lambda$ for every layer; `None` (default) reads each layer's own
@@ -161,6 +170,7 @@ class OTTT(AbstractOnlineRule):
     """
 
     sum_batch_each_step: ClassVar[bool] = True
+    traces_type: ClassVar[type] = OTTTTraces
 
     leak: float | None = None
     bias_trace: bool = eqx.field(static=True, default=True)
@@ -168,44 +178,24 @@ class OTTT(AbstractOnlineRule):
     def __check_init__(self):
         check_leak(self.leak, "OTTT")
 
-    def _leaks(self, pairs, dtype):
-        return [
-            neuron_leak(neuron, self.leak, "OTTT", 2 * index + 1, dtype)
-            for index, (_, neuron) in enumerate(pairs)
-        ]
+    def init_layer(self, layers, index, state, dtype):
+        layer = layers[index]
+        leak = own_leak(layers, index, self.leak, "OTTT", dtype)
+        check_single_state(layer.neuron, state, "OTTT", layers.name(index))
+        return init_presynaptic(layer, leak, dtype)
 
-    def init_traces(self, model, state):
-        pairs = check_layers(model, "OTTT")
-        dtype = float_dtype(state)
-        traces = []
-        for index, ((linear, neuron), leak) in enumerate(zip(pairs, self._leaks(pairs, dtype))):
-            check_single_state(neuron, state.layers[2 * index + 1], "OTTT", 2 * index + 1)
-            traces.append(init_presynaptic(linear, neuron, leak, dtype))
-        return OTTTTraces(tuple(traces))
+    def advance(self, layers, index, trace, step):
+        leak = own_leak(layers, index, self.leak, "OTTT", trace.input.dtype)
+        new, sensitivity = advance_presynaptic(trace, leak, step)
+        return new, (new, sensitivity)
 
-    def step(self, model, state, traces, x, label, loss):
-        pairs = check_layers(model, "OTTT")
-        leaks = self._leaks(pairs, traces.layers[0].input.dtype)
-        state, y, inputs, locals_ = forward_layers(pairs, state, x)
-        value, signal = jax.value_and_grad(lambda y: loss.step(y, label))(y)
-        grads = jtu.tree_map(jnp.zeros_like, trainable(model))
-        new_traces = list(traces.layers)
-        for index in reversed(range(len(pairs))):
-            linear, neuron = pairs[index]
-            local = locals_[index]
-            trace, sensitivity = advance_presynaptic(
-                traces.layers[index], leaks[index], local, inputs[index]
-            )
-            post = signal * local.y_input
-            linear_grad, neuron_grad = factored_gradient(
-                linear,
-                neuron,
-                post,
-                trace.input,
-                trace.bias if self.bias_trace else None,
-                [signal * s for s in sensitivity],
-            )
-            grads = set_layer_grads(grads, index, linear_grad, neuron_grad)
-            new_traces[index] = trace
-            signal = passback(linear, local, signal)
-        return state, OTTTTraces(tuple(new_traces)), grads, y, value
+    def gradient(self, layers, index, estimate, step, signal):
+        trace, sensitivity = estimate
+        return factored_gradient(
+            layers[index],
+            signal * step.local.y_input,
+            trace.input,
+            trace.bias if self.bias_trace else None,
+            [signal * s for s in sensitivity],
+            trace.recurrent,
+        )

@@ -32,7 +32,7 @@ from .._neurons._base import as_float
 from .._parameters import trainable
 from .._simulate import record
 from ._base import AbstractLearningRule, Aux
-from ._layerwise import check_layers
+from ._layers import Layers
 
 BOUNDS = ("additive", "multiplicative", "none")
 
@@ -77,12 +77,22 @@ def pair_eligibility(
 def layer_spikes(model, loss, xs, ys, owner):
     """Record the batch; return `[(linear index, pre, post)]` (each (batch, time, .))
     and the `Aux` (outputs, batch-mean loss)."""
-    pairs = check_layers(model, owner)
+    view = Layers(model, owner)
+    for index, layer in enumerate(view):
+        if layer.recurrent is not None:
+            raise ValueError(
+                f"{owner}: {view.name(index)} is recurrent; pair-based STDP here learns "
+                f"feed-forward weights only. Use an elementwise neuron."
+            )
     recording = jax.vmap(lambda x: record(model, x)[1])(xs)
     layers = recording.layers
     spikes = [
-        (2 * index, xs if index == 0 else layers[2 * index - 1], layers[2 * index + 1])
-        for index in range(len(pairs))
+        (
+            layer.position - 1,
+            xs if index == 0 else layers[view[index - 1].position],
+            layers[layer.position],
+        )
+        for index, layer in enumerate(view)
     ]
     needs = loss.needs_layers
 

@@ -1,0 +1,114 @@
+"""`AbstractLayerwiseRule`: the per-step sweep of every layer-local rule, written once."""
+
+import abc
+
+import equinox as eqx
+import jax
+from jaxtyping import Array, PyTree
+
+from ._layers import Layers, zeros_like_grads
+from ._layerwise import LayerGrads, LayerStep, float_dtype, neuron_step, passback
+from ._online import AbstractOnlineRule
+
+
+def forward(layers: Layers, state, x: Array):
+    """One step through every layer (then the readout, if any).
+
+    Returns `(state, output, steps, factor)`: the new model state, the model output,
+    one [`eqslax.layerwise.LayerStep`][] per layer and the factor
+    $\\partial o_t/\\partial y^{L}_t$ of the readout (`1.0` without one)."""
+    steps, h = [], x
+    for index, _ in enumerate(layers):
+        previous = layers.previous_output(state, index)
+        current = layers.current(index, h, previous)
+        layer_state = layers.neuron_state(state, index)
+        new_state, y, local = neuron_step(layers[index].neuron, layer_state, current)
+        state = layers.with_state(state, index, new_state, y)
+        steps.append(LayerStep(input=h, previous=previous, local=local, output=y))
+        h = y
+    factor = 1.0
+    if layers.readout is not None:
+        readout_state, h, local = neuron_step(layers.readout, state.layers[-1], h)
+        state = eqx.tree_at(lambda s: s.layers, state, (*state.layers[:-1], readout_state))
+        factor = local.y_input
+    return state, h, tuple(steps), factor
+
+
+class AbstractLayerwiseRule(AbstractOnlineRule):
+    r"""An online rule that is local to each layer of a [`eqslax.layerwise.Layers`][]
+    view. This base class writes the step once:
+
+    1. forward through the layers, keeping each layer's input, previous output and local
+       derivatives ([`eqslax.layerwise.LayerStep`][]);
+    2. the learning signal at the top, $g^L_t = \partial\ell_t/\partial y^L_t$ (times
+       $\partial o_t/\partial y^L_t$ if the view has a readout);
+    3. for $l = L-1, \dots, 0$: `advance` the layer's trace, turn the signal into the
+       layer's gradient with `gradient`, and `passback` the signal to the layer below.
+
+    A concrete rule supplies those per-layer hooks and `init_layer`; traces are a module
+    with a `layers` field holding one trace per layer (`traces_type`).
+
+    **Hooks** (all receive the view `layers` and the layer number `index`):
+
+    - `init_layer(layers, index, state, dtype)`: the trace before the first step (`state`
+      is the layer's neuron state, `dtype` that of the traces).
+    - `advance(layers, index, trace, step) -> (trace, estimate)`: the trace after this
+      step and whatever `gradient` needs (e.g. $dy_t/d\theta$).
+    - `gradient(layers, index, estimate, step, signal) -> LayerGrads`.
+    - `passback(layers, index, trace, step, signal) -> signal below` (default
+      $W^{l\top}(g^l_t \odot \partial y^l_t/\partial I^l_t)$).
+    - `view(model) -> Layers`: how the rule sees the model (default `Layers(model, name)`).
+    """
+
+    traces_type: eqx.AbstractClassVar[type]
+
+    def view(self, model) -> Layers:
+        """The layer-wise view of `model` this rule works on (raises for unsupported
+        layers, naming them)."""
+        return Layers(model, type(self).__name__)
+
+    @abc.abstractmethod
+    def init_layer(self, layers: Layers, index: int, state: PyTree, dtype) -> PyTree:
+        """Layer `index`'s trace before the first step."""
+
+    @abc.abstractmethod
+    def advance(
+        self, layers: Layers, index: int, trace: PyTree, step: LayerStep
+    ) -> tuple[PyTree, PyTree]:
+        """Layer `index`'s trace after this step, and what `gradient` needs."""
+
+    @abc.abstractmethod
+    def gradient(
+        self, layers: Layers, index: int, estimate: PyTree, step: LayerStep, signal: Array
+    ) -> LayerGrads:
+        """Layer `index`'s gradient from its `estimate` and learning `signal`."""
+
+    def passback(
+        self, layers: Layers, index: int, trace: PyTree, step: LayerStep, signal: Array
+    ) -> Array:
+        """The learning signal of the layer below."""
+        return passback(layers[index], step, signal)
+
+    def init_traces(self, model, state):
+        layers = self.view(model)
+        dtype = float_dtype(state)
+        per_layer = tuple(
+            self.init_layer(layers, index, layers.neuron_state(state, index), dtype)
+            for index in range(len(layers))
+        )
+        return self.traces_type(per_layer)
+
+    def step(self, model, state, traces, x, label, loss):
+        layers = self.view(model)
+        state, y, steps, factor = forward(layers, state, x)
+        value, signal = jax.value_and_grad(lambda y: loss.step(y, label))(y)
+        signal = signal * factor
+        grads = zeros_like_grads(model)
+        new = list(traces.layers)
+        for index in reversed(range(len(layers))):
+            step = steps[index]
+            new[index], estimate = self.advance(layers, index, traces.layers[index], step)
+            grads = layers.write(grads, index, self.gradient(layers, index, estimate, step, signal))
+            if index:
+                signal = self.passback(layers, index, new[index], step, signal)
+        return state, eqx.tree_at(lambda t: t.layers, traces, tuple(new)), grads, y, value
