@@ -71,7 +71,7 @@ class Layer(eqx.Module):
         return self.affine.in_features
 
 
-def _check_pair(model, position: int, owner: str, rlif: bool) -> Layer:
+def _check_pair(model, index: int, position: int, owner: str, rlif: bool) -> Layer:
     linear, neuron = model.layers[position - 1], model.layers[position]
     if not isinstance(linear, eqx.nn.Linear) or linear.in_features == "scalar":
         raise ValueError(
@@ -101,7 +101,6 @@ def _check_pair(model, position: int, owner: str, rlif: bool) -> Layer:
             f"{owner}: layer {position} ({name}) must be a 1-D population of {n} units, got "
             f"input shape {inner.in_shape} and output shape {inner.out_shape}."
         )
-    index = (position - 1) // 2
     return Layer(index, position, linear, inner, recurrent, kind)
 
 
@@ -155,7 +154,8 @@ class Layers(eqx.Module):
             count -= 1
         if count % 2:
             raise ValueError(f"{owner}: layer {count - 1} has no neuron after it.")
-        layers = [_check_pair(model, p, owner, rlif) for p in range(1, count, 2)]
+        positions = range(1, count, 2)  # each neuron follows its affine map
+        layers = [_check_pair(model, i, p, owner, rlif) for i, p in enumerate(positions)]
         if view is not None:
             layers = [
                 eqx.tree_at(lambda m: m.neuron, layer, view(layer.neuron)) for layer in layers

@@ -111,4 +111,5 @@ class AbstractLayerwiseRule(AbstractOnlineRule):
             grads = layers.write(grads, index, self.gradient(layers, index, estimate, step, signal))
             if index:
                 signal = self.passback(layers, index, new[index], step, signal)
-        return state, eqx.tree_at(lambda t: t.layers, traces, tuple(new)), grads, y, value
+        traces = eqx.tree_at(lambda t: t.layers, traces, tuple(new), is_leaf=lambda x: x is None)
+        return state, traces, grads, y, value
