@@ -42,6 +42,12 @@ PAGES = {
         ("eqslax._rules",),
         None,
     ),
+    "layerwise": (
+        "Layer-wise toolkit",
+        "The pieces OSTL, OTTT, OTPE and e-prop are made of, for writing layer-local rules.",
+        (),
+        "eqslax.layerwise",
+    ),
     "training": (
         "Training",
         "Training steps, the training loop, checkpoints and trainable parameters.",

@@ -150,7 +150,7 @@ class LayerStep(eqx.Module):
 class LayerGrads(eqx.Module):
     """One layer's gradients: `affine` shaped like `trainable(layer.affine)`, `neuron`
     like `trainable(layer.neuron)` and `recurrent` like $W_{rec}$ (`None` for a
-    feed-forward layer). [`eqslax.layerwise.Layers.write`][] puts them in the model's tree."""
+    feed-forward layer). `Layers.write` puts them in the model's tree."""
 
     affine: PyTree
     neuron: PyTree
