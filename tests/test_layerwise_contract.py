@@ -1,0 +1,80 @@
+"""Contract of the layer-wise rules over every layer kind (Linear, Recurrent) and neuron
+(LIF, ALIF, CuBaLIF): each cell either equals BPTT in the rule's exact setting (float64,
+rtol 1e-10), with gradients shaped like `trainable(model)` and not all zero, or raises an
+error naming the layer and why. The exact settings: one layer (e-prop: one hidden layer and
+its leaky readout, MSE), resets detached; a recurrent layer has a diagonal W_rec for OSTL
+and OTPE (D-RTRL keeps each unit's self-connection path) and W_rec = 0 for the rules that
+treat y_(t-1) as an input only (OTTT, ApproxOTPE, e-prop)."""
+
+import functools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import pytest
+from helpers import assert_tree_allclose, random_spikes
+
+import eqslax
+
+N_IN, N, STEPS, BATCH = 3, 2, 5, 2
+
+# Every neuron with a detached reset (the exact setting of OTTT and e-prop) and a
+# trainable parameter, so that the neuron-parameter path is covered too.
+NEURONS = {
+    "LIF": lambda: eqslax.LIF(N, decay=0.8, detach_reset=True, train_decay=True),
+    "ALIF": lambda: eqslax.ALIF(N, adaptation=0.3, detach_reset=True, train_threshold=True),
+    "CuBaLIF": lambda: eqslax.CuBaLIF(N, synapse_decay=0.7, detach_reset=True, train_decay=True),
+}
+
+# rule, the recurrent weight of its exact setting, whether it needs e-prop's readout, and
+# the neurons it refuses (presynaptic traces need a single state when parameters train).
+RULES = {
+    "OSTL": (eqslax.OSTL(), "diagonal", False, ()),
+    "OTPE": (eqslax.OTPE(), "diagonal", False, ()),
+    "OTTT": (eqslax.OTTT(), "zero", False, ("ALIF", "CuBaLIF")),
+    "ApproxOTPE": (eqslax.ApproxOTPE(), "zero", False, ("ALIF", "CuBaLIF")),
+    "EProp": (eqslax.EProp(), "zero", True, ()),
+}
+MSE = eqslax.PerStep(lambda y, c: 0.5 * jnp.sum((y - c) ** 2), target="value")
+
+
+@functools.cache
+def problem(kind, neuron, weight, readout):
+    k = jax.random.split(jax.random.key(1), 4)
+    linear = eqx.nn.Linear(N_IN, N, key=k[0])
+    layer = NEURONS[neuron]()
+    linear = eqx.tree_at(lambda m: m.weight, linear, 2.0 * jnp.abs(linear.weight))
+    if kind == "Recurrent":
+        w = jnp.diag(jnp.array([0.8, -0.6])) if weight == "diagonal" else jnp.zeros((N, N))
+        layer = eqslax.Recurrent(layer, weight=w)
+    layers = [linear, layer]
+    if readout:
+        layers += [eqx.nn.Linear(N, 2, key=k[1]), eqslax.LI(2, 0.6)]
+    model = eqslax.Connect(layers)
+    xs = random_spikes(k[2], (BATCH, STEPS, N_IN), 0.6)
+    ys = jax.random.normal(k[3], (BATCH, STEPS, 2)) if readout else jnp.arange(BATCH) % N
+    loss = MSE if readout else eqslax.PerStep()
+    return model, loss, xs, ys
+
+
+@functools.cache
+def bptt(*key):
+    return eqslax.BPTT().grad(*problem(*key))
+
+
+@pytest.mark.parametrize("neuron", sorted(NEURONS))
+@pytest.mark.parametrize("kind", ["Linear", "Recurrent"])
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_every_cell_is_exact_or_refused(name, kind, neuron):
+    rule, weight, readout, refused = RULES[name]
+    key = (kind, neuron, weight if kind == "Recurrent" else None, readout)
+    model, loss, xs, ys = problem(*key)
+    if neuron in refused:
+        with pytest.raises(ValueError, match=rf"{name}: layer 1 \(\w+\) .*state variables"):
+            rule.init_traces(model, model.init_state())
+        return
+    grads = rule.grad(model, loss, xs, ys)
+    trainable = eqslax.trainable(model)
+    assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(trainable)
+    assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree_util.tree_leaves(grads)) > 0
+    assert_tree_allclose(grads, bptt(*key))
