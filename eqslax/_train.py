@@ -7,6 +7,7 @@ from ._finite import any_nonfinite
 from ._losses import AbstractLoss
 from ._neurons import AbstractNeuron
 from ._parameters import trainable
+from ._precision import check_training_precision
 from ._rules import BPTT, AbstractLearningRule
 from ._step import AbstractTrainStep, TrainState, check_optimizer
 
@@ -56,6 +57,7 @@ def train_offline(
 
     check_model(model, "train_offline")
     check_optimizer(optimizer, "train_offline")
+    check_training_precision(model, "train_offline")
     if not isinstance(loss, AbstractLoss):
         raise TypeError(f"train_offline: `loss` must be an eqslax loss, got {type(loss).__name__}.")
     if rule is not None and not isinstance(rule, AbstractLearningRule):

@@ -10,6 +10,7 @@ from ._finite import any_nonfinite
 from ._losses import AbstractLoss
 from ._neurons import AbstractNeuron
 from ._parameters import trainable_mask
+from ._precision import check_training_precision
 from ._rules._online import AbstractOnlineRule, batch_step, check_per_step
 from ._simulate import check_model
 from ._step import AbstractTrainStep, TrainState, check_optimizer
@@ -66,6 +67,7 @@ def _online_step(step: OnlineStep, model, state: TrainState, xs, ys):
 def _check(model, rule, loss, optimizer, owner):
     check_model(model, owner)
     check_optimizer(optimizer, owner)
+    check_training_precision(model, owner)
     if not isinstance(rule, AbstractOnlineRule):
         raise TypeError(
             f"{owner}: `rule` must be an online rule (RTRL, OSTL, ...), got {type(rule).__name__}."

@@ -15,6 +15,7 @@ from jaxtyping import Array, Float, PyTree, Shaped
 from .._checks import check_float_array
 from .._losses import AbstractLoss, check_label_range
 from .._neurons import AbstractNeuron
+from .._precision import check_input_precision
 
 
 class Aux(eqx.Module):
@@ -40,6 +41,7 @@ def check_batch(model, loss, xs, ys, owner: str, names=("xs", "ys")):
         )
     x_name, y_name = names
     check_float_array(xs, x_name, model.in_shape, owner, leading="batch time")
+    check_input_precision(model, xs, x_name, owner)
     if xs.shape[0] == 0:
         raise ValueError(f"{owner}: `{x_name}` holds no samples (shape {tuple(xs.shape)}).")
     if xs.shape[1] == 0:

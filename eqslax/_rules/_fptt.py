@@ -11,6 +11,7 @@ from .._finite import any_nonfinite
 from .._losses import AbstractLoss
 from .._neurons import AbstractNeuron
 from .._parameters import trainable_mask
+from .._precision import check_training_precision
 from .._simulate import check_model, initial_state
 from .._step import AbstractTrainStep, TrainState, check_optimizer
 from ._bptt import segment_loss
@@ -211,6 +212,7 @@ def train_fptt(
     """A jitted FPTT training step with the usual signature; see `FPTT`."""
     check_model(model, "train_fptt")
     check_optimizer(optimizer, "train_fptt")
+    check_training_precision(model, "train_fptt")
     if not isinstance(fptt, FPTT):
         raise TypeError(f"train_fptt: `fptt` must be an FPTT(...), got {type(fptt).__name__}.")
     check_per_step(loss, "train_fptt")
