@@ -9,6 +9,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from .._finite import check_finite
 from .._losses import AbstractLoss
 from ._loop import Plan, RuleRun, train_rule
 from ._registry import Rule, rule
@@ -79,6 +80,8 @@ def _check_data(data) -> None:
             f"compare: `data` must have train_x, train_y, test_x, test_y arrays (e.g. "
             f"eqslax.data.randman(...)); {type(data).__name__} lacks {', '.join(missing)}."
         )
+    for name in ("train_x", "test_x"):
+        check_finite(getattr(data, name), f"data.{name}", "compare")
 
 
 def _initial_models(model, seed_keys):

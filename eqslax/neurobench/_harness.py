@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Shaped
 
 from .._checks import check_float_array
+from .._finite import check_finite
 from .._neurons import AbstractNeuron
 from ._counts import reduce_counts, run_batch
 from ._processors import ChooseMaxCount
@@ -176,6 +177,16 @@ class Benchmark:
                 f"Benchmark: batch {index} has {xs.shape[0]} inputs but targets of shape "
                 f"{tuple(ys.shape)}; the leading axis of both is the batch."
             )
+        check_finite(xs, f"xs (batch {index})", "Benchmark")
+        if jnp.issubdtype(ys.dtype, jnp.integer) and ys.size:
+            n_classes = self.model.out_shape[-1] if self.model.out_shape else 1
+            low, high = int(jnp.min(ys)), int(jnp.max(ys))
+            if low < 0 or high >= n_classes:
+                raise ValueError(
+                    f"Benchmark: `ys` (batch {index}) must hold class labels in "
+                    f"0..{n_classes - 1} (the model's output size), got labels from {low} "
+                    f"to {high}."
+                )
         return xs, ys
 
 
