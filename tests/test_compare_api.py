@@ -190,3 +190,21 @@ def test_student_t_interval_by_hand():
     tie = eqslax.compare.paired_difference([0.5, 0.7, 0.6], [0.6, 0.6, 0.6])
     assert tie.contains_zero()
     assert math.isnan(eqslax.compare.mean_ci([0.4]).half_width)
+
+
+def test_rule_order_does_not_change_epoch_times(data):
+    """Compilation is done before the timed epochs: BPTT's median epoch time is the same
+    (within noise) whether it runs first or after OSTL. Were its compilation (seconds,
+    against milliseconds per epoch) counted in an epoch, the median over 5 epochs of the
+    first run would not change, but the ratio to the compile time below would fail."""
+    big = randman(
+        jax.random.key(1), n_classes=CLASSES, n_units=UNITS, n_steps=20, samples_per_class=40
+    )
+    options = {"seeds": 1, "epochs": 5, "batch_size": 4, "similarity_every": 10**6}
+    first = run(feedforward, ["bptt", "ostl"], big, **options).runs["bptt"]
+    second = run(feedforward, ["ostl", "bptt"], big, **options).runs["bptt"]
+    ratio = first.time_per_epoch_s / second.time_per_epoch_s
+    assert 1 / 5 < ratio < 5, (first.time_per_epoch_s, second.time_per_epoch_s)
+    for bptt in (first, second):
+        # every epoch's time is the steps alone: none holds a compilation
+        assert max(bptt.seeds[0].history["epoch_time"]) < 0.5 * bptt.compile_time_s

@@ -11,7 +11,7 @@ def add_compare(commands, data_arguments) -> None:
         "compare", help="train the same model with several rules and write a report"
     )
     data_arguments(parser)
-    parser.set_defaults(hidden=64, epochs=20, samples=100, lr=1e-2, out="runs/compare")
+    parser.set_defaults(hidden=64, epochs=20, samples=100, lr=1e-2, out=None)
     parser.add_argument(
         "--rules",
         default="bptt,ostl,ottt,otpe,eprop",
@@ -26,6 +26,12 @@ def add_compare(commands, data_arguments) -> None:
     )
     parser.add_argument("--tune-lr", action="store_true", help="pick each lr on a validation split")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="a TOML experiment (data, network, loss, rules, seeds, budget); the data, "
+        "network and training flags are then not used (--out overrides its `out`)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -34,10 +40,43 @@ def _fail(message: str) -> int:
     return 2
 
 
+def run_config(args) -> int:
+    from ._api import compare
+    from ._report import write_report
+    from ._run import TUNE_GRID
+    from ._toml import ConfigError, load_experiment
+
+    try:
+        experiment = load_experiment(args.config)
+    except ConfigError as error:
+        return _fail(str(error))
+    options = dict(experiment.options)
+    tune = options.pop("tune_lr")
+    try:
+        results = compare(
+            experiment.model,
+            experiment.rules,
+            experiment.data,
+            experiment.loss,
+            tune_lr_grid=TUNE_GRID if tune else None,
+            progress=not args.quiet,
+            description=experiment.description,
+            **options,
+        )
+    except (TypeError, ValueError) as error:
+        return _fail(f"{args.config}: {error}")
+    config = {"config_file": args.config, **experiment.raw}
+    path = write_report(results, args.out or experiment.out, config, grid=experiment.grid)
+    print(f"report written to {path}")
+    return 0
+
+
 def run(args) -> int:
     from ._report import write_report
     from ._run import CompareConfig, run_comparison
 
+    if args.config is not None:
+        return run_config(args)
     rules = tuple(r.strip() for r in args.rules.split(",") if r.strip())
     unknown = [r for r in rules if r not in RULES]
     if unknown or not rules:
@@ -68,6 +107,6 @@ def run(args) -> int:
         grid=args.grid,
     )
     results = run_comparison(config, progress=not args.quiet)
-    path = write_report(results, args.out, config, grid=args.grid)
+    path = write_report(results, args.out or "runs/compare", config, grid=args.grid)
     print(f"report written to {path}")
     return 0

@@ -150,9 +150,10 @@ def rule(
     driver: str | None = None,
     lr: float | None = None,
     options: dict | None = None,
+    optimizer: Callable[[float], optax.GradientTransformation] | None = None,
 ) -> Rule:
     """The registered rule `name` as a [`eqslax.compare.Rule`][], with its defaults
-    overridden by `driver`, `lr` and `options` (passed to its `make`)."""
+    overridden by `driver`, `lr`, `optimizer` and `options` (passed to its `make`)."""
     if name not in RULES:
         raise ValueError(f"unknown rule {name!r}; valid rules: {', '.join(sorted(RULES))}.")
     entry = RULES[name]
@@ -165,7 +166,7 @@ def rule(
         rule=built,
         driver=driver or entry.driver,
         lr=entry.lr if lr is None else lr,
-        optimizer=entry.optimizer,
+        optimizer=entry.optimizer if optimizer is None else optimizer,
         description=entry.description,
         vmap_seeds=entry.vmap_seeds,
     )

@@ -1,0 +1,113 @@
+"""`eqslax compare --config experiment.toml`: a tiny experiment end to end, and bad files
+rejected before any work with the file and the key named."""
+
+import json
+import pathlib
+
+import pytest
+
+from eqslax._cli import main
+
+TINY = """
+[experiment]
+seeds = [4, 7]
+epochs = 1
+batch_size = 4
+grid = 3
+description = "tiny recurrent experiment"
+
+[data]
+name = "randman"
+n_classes = 2
+n_units = 4
+n_steps = 5
+samples_per_class = 5
+seed = 3
+
+[network]
+hidden = [5]
+neuron = "cubalif"
+readout = "li"
+cat = { "1" = [1] }
+
+[loss]
+name = "per_step"
+
+[[rules]]
+name = "bptt"
+lr = 0.05
+optimizer = "sgd"
+
+[[rules]]
+name = "rtrl"
+label = "rtrl_fast"
+lr = 0.01
+
+[[rules]]
+name = "fptt"
+options = { segments = 5 }
+"""
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "experiment.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_tiny_toml_experiment_end_to_end(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["compare", "--config", write(tmp_path, TINY), "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == [4, 7]
+    assert list(results["rules"]) == ["bptt", "rtrl_fast", "fptt"]
+    bptt, rtrl, fptt = (results["rules"][k] for k in ("bptt", "rtrl_fast", "fptt"))
+    assert (bptt["lr"], rtrl["lr"], fptt["lr"]) == (0.05, 0.01, 1e-2)
+    assert rtrl["driver"] == "online" and fptt["driver"] == "fptt"
+    # 8 training samples, batch 4: 2 batches of 5 steps; RTRL updates every step and
+    # FPTT once per segment (5 segments of one step)
+    assert (bptt["updates"], rtrl["updates"], fptt["updates"]) == (2, 10, 10)
+    assert [len(r["seeds"]) for r in results["rules"].values()] == [2, 2, 2]
+    # RTRL is exact through the recurrent CuBaLIF layer: its first gradient is BPTT's
+    cosine = rtrl["initial_similarity"]["global"]["cosine"]
+    assert cosine == pytest.approx(1.0, abs=1e-5)
+    assert results["config"]["network"]["cat"] == {"1": [1]}
+    report = (out / "report.md").read_text()
+    assert "tiny recurrent experiment" in report and "| rtrl_fast |" in report
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (("hidden = [5]", "hiden = [5]"), "network.hiden"),
+        (("epochs = 1", "epochs = 0"), "experiment.epochs"),
+        (('neuron = "cubalif"', 'neuron = "lif2"'), "network.neuron"),
+        (("lr = 0.05", 'lr = "fast"'), "rules[0].lr"),
+        (('optimizer = "sgd"', 'optimizer = "adamm"'), "rules[0].optimizer"),
+        (('name = "rtrl"', 'name = "rtrl9"'), "rules[1].name"),
+        (("n_units = 4", "units = 4"), "data.units"),
+        (('cat = { "1" = [1] }', 'cat = { "9" = [1] }'), "network.cat.9"),
+        (("[loss]", "[losses]"), "losses"),
+        (('name = "per_step"', 'name = "per_step"\nreduce = "sum"'), "loss.reduce"),
+    ],
+)
+def test_bad_toml_names_the_key_and_file(tmp_path, capsys, edit, key):
+    old, new = edit
+    assert old in TINY
+    path = write(tmp_path, TINY.replace(old, new, 1))
+    out = tmp_path / "out"
+    assert main(["compare", "--config", path, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert path in err and f"`{key}`" in err, err
+    assert not out.exists()  # nothing written
+
+
+def test_bad_neuron_option_and_missing_file(tmp_path, capsys):
+    text = TINY.replace('readout = "li"', 'readout = "li"\nneuron_options = { tau = 2 }')
+    assert main(["compare", "--config", write(tmp_path, text)]) == 2
+    err = capsys.readouterr().err
+    assert "`network.neuron_options`" in err and "tau" in err
+    missing = str(pathlib.Path(tmp_path) / "nope.toml")
+    assert main(["compare", "--config", missing]) == 2
+    assert "nope.toml" in capsys.readouterr().err
