@@ -4,8 +4,10 @@ rejected before any work with the file and the key named."""
 import json
 import pathlib
 
+import jax
 import pytest
 
+import eqslax
 from eqslax._cli import main
 
 TINY = """
@@ -103,6 +105,15 @@ def test_bad_toml_names_the_key_and_file(tmp_path, capsys, edit, key):
     assert not out.exists()  # nothing written
 
 
+def test_recurrent_layers_are_built(tmp_path):
+    text = TINY.replace('cat = { "1" = [1] }', "recurrent = [true]")
+    experiment = eqslax.compare.load_experiment(write(tmp_path, text))
+    model = experiment.model(jax.random.key(0))
+    assert isinstance(model.layers[1], eqslax.Recurrent) and not model.edges
+    assert model.layers[1].weight.shape == (5, 5)
+    assert isinstance(model.layers[1].neuron, eqslax.CuBaLIF)
+
+
 def test_bad_neuron_option_and_missing_file(tmp_path, capsys):
     text = TINY.replace('readout = "li"', 'readout = "li"\nneuron_options = { tau = 2 }')
     assert main(["compare", "--config", write(tmp_path, text)]) == 2
@@ -111,3 +122,13 @@ def test_bad_neuron_option_and_missing_file(tmp_path, capsys):
     missing = str(pathlib.Path(tmp_path) / "nope.toml")
     assert main(["compare", "--config", missing]) == 2
     assert "nope.toml" in capsys.readouterr().err
+
+
+def test_a_rule_that_cannot_train_the_network_fails_before_any_training(tmp_path, capsys):
+    # OSTL cannot follow a `cat` edge; BPTT, listed first, must not have trained
+    text = TINY.replace('name = "rtrl"', 'name = "ostl"')
+    out = tmp_path / "out"
+    assert main(["compare", "--config", write(tmp_path, text), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "OSTL" in err and "cat" in err and "Recurrent" in err
+    assert not out.exists()

@@ -25,6 +25,11 @@ from ._registry import (
 from ._report import write_report as write_report
 from ._run import CompareConfig as CompareConfig, run_comparison as run_comparison
 from ._stats import Interval as Interval, mean_ci as mean_ci, paired_difference as paired_difference
+from ._toml import (
+    ConfigError as ConfigError,
+    Experiment as Experiment,
+    load_experiment as load_experiment,
+)
 
 
 class _CallableModule(types.ModuleType):

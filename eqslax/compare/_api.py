@@ -11,7 +11,7 @@ import numpy as np
 
 from .._finite import check_finite
 from .._losses import AbstractLoss
-from ._loop import Plan, RuleRun, train_rule
+from ._loop import Plan, RuleRun, check_rule, train_rule
 from ._registry import Rule, rule
 from ._stats import Interval, mean_ci, paired_difference
 from ._steps import updates_per_batch
@@ -176,6 +176,8 @@ def compare(
     initial, shared = _initial_models(model, seed_keys)
     order_keys = [jax.random.fold_in(k, 2) for k in seed_keys]
     plan = Plan(batch_size, per_epoch, similarity_every, trajectory_every, progress)
+    for spec in specs:  # every rule's checks before any rule trains
+        check_rule(spec, initial[0], data, loss, batch_size)
     tuned = {}
     if tune_lr_grid:
         tuned = {

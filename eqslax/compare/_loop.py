@@ -5,6 +5,7 @@ import math
 import statistics
 import time
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -152,13 +153,21 @@ def _train_batch(compiled, models, states, xs, ys, vmapped, n):
     return models, states, jnp.stack(outputs), np.asarray(values)
 
 
+def check_rule(spec, model, data, loss, size: int):
+    """`spec`'s training step for `model`, with every check a rule makes of the model and
+    the data done now (shapes, labels, graphs the rule cannot handle), without training."""
+    step = make_step(spec, model, loss)
+    check_batch(model, loss, data.train_x[:size], data.train_y[:size], spec.name)
+    step.check(data.train_x[:size])
+    eqx.filter_eval_shape(step.init, model)
+    return step
+
+
 def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> RuleRun:
     """Train `spec` from each of the `initial` models (one per seed) for `batches` batches."""
     n, size, per_epoch = len(initial), plan.batch_size, plan.batches_per_epoch
     steps = data.train_x.shape[1]
-    step = make_step(spec, initial[0], loss)
-    check_batch(initial[0], loss, data.train_x[:size], data.train_y[:size], spec.name)
-    step.check(data.train_x[:size])
+    step = check_rule(spec, initial[0], data, loss, size)
     test_y = check_batch(initial[0], loss, data.test_x, data.test_y, spec.name)
     vmapped = bool(vmap and spec.vmap_seeds and n > 1)
     models, states, compiled, compile_s, memory = _compile(spec, step, initial, data, size, vmapped)

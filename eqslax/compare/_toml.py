@@ -32,9 +32,12 @@ neuron = "lif"         # "lif", "if", "alif", "cubalif"
 neuron_options = {}    # keyword arguments of the neuron class (decay = 0.9, ...)
 readout = "li"         # "li" (membrane) or a neuron name (spikes)
 weight_scale = 3.0     # multiplies Equinox's default Linear initialisation
+recurrent = false      # true (or one boolean per hidden layer): eqslax.Recurrent(neuron),
+                       # W_rec y_{t-1} added to the input (every rule handles it)
 cat = {}               # extra edges {target = [sources]}, eqslax.Connect numbering:
                        # layer 2j is the j-th Linear, 2j + 1 its neurons;
                        # {"1" = [1]} is a recurrent edge on the first hidden layer
+                       # (exact rules only: BPTT, RTRL, FPTT, truncated BPTT)
 
 [loss]
 name = "per_step"      # eqslax.PerStep(), or "accumulated": eqslax.Accumulated(reduce)
@@ -208,7 +211,18 @@ def _network(path: str, table, n_in: int, n_out: int):
     readout = reader.choice("readout", ("li",) + NEURONS, "li")
     scale = reader.get("weight_scale", (_NUM,), 3.0, lambda v: v > 0, "positive")
     cat = reader.get("cat", (_TABLE,), {})
+    recurrent = reader.get(
+        "recurrent",
+        (_BOOL, _LIST),
+        False,
+        lambda v: (
+            isinstance(v, bool) or (len(v) == len(hidden) and all(_kind(r) == _BOOL for r in v))
+        ),
+        f"true, false or one boolean per hidden layer ({len(hidden)})",
+    )
     reader.done()
+    if isinstance(recurrent, bool):
+        recurrent = [recurrent] * len(hidden)
     sizes = [n_in, *hidden, n_out]
     edges = {}
     for target, sources in cat.items():
@@ -224,6 +238,7 @@ def _network(path: str, table, n_in: int, n_out: int):
         "neuron_options": options,
         "readout": readout,
         "weight_scale": scale,
+        "recurrent": recurrent,
         "cat": edges,
     }
     model = NetworkSpec(path, **spec)
@@ -247,6 +262,7 @@ class NetworkSpec:
     neuron_options: dict
     readout: str
     weight_scale: float
+    recurrent: list
     cat: dict
 
     def build(self, key):
@@ -254,10 +270,10 @@ class NetworkSpec:
         import jax
 
         from .._connect import Connect
-        from .._neurons import LI
+        from .._neurons import LI, Recurrent
         from .._zoo import _NEURONS
 
-        keys = jax.random.split(key, len(self.sizes))
+        keys = jax.random.split(key, 2 * len(self.sizes))
         layers = []
         for index, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
             linear = eqx.nn.Linear(n_in, n_out, key=keys[index])
@@ -268,10 +284,13 @@ class NetworkSpec:
             kind = self.readout if last else self.neuron
             options = {} if last else self.neuron_options
             try:
-                layers.append(LI(n_out) if kind == "li" else _NEURONS[kind](n_out, **options))
+                neuron = LI(n_out) if kind == "li" else _NEURONS[kind](n_out, **options)
             except (TypeError, ValueError) as error:
                 where = "network.readout" if last else "network.neuron_options"
                 raise ConfigError(f"{self.path}: `{where}`: {error}") from None
+            if not last and self.recurrent[index]:
+                neuron = Recurrent(neuron, key=keys[len(self.sizes) + index])
+            layers.append(neuron)
         try:
             return Connect(layers, cat=self.cat or None, key=keys[-1])
         except (TypeError, ValueError) as error:
