@@ -116,3 +116,17 @@ def test_rule_registry_and_argument_checks():
         memory.parse_args(["--rules", "bptt,nonsense"])
     with pytest.raises(ValueError, match="--sizes"):
         bptt_speed.parse_args(["--sizes", "8,x"])
+
+
+def test_compare_seeds_runs_both_ways(tmp_path):
+    from benchmarks import compare_seeds
+
+    out = str(tmp_path / "seeds")
+    argv = ["--rules", "bptt", "--seeds", "2", "--epochs", "1", "--rounds", "1"]
+    argv += ["--sizes", "4,5,2", "--steps", "4", "--samples", "4", "--batch", "2", "--out", out]
+    summary = compare_seeds.main(argv)
+    (row,) = summary["rules"]["bptt"]
+    assert row["vmapped"]["vmapped"] and not row["sequential"]["vmapped"]
+    # the two ways train the same seeds to the same models
+    assert row["vmapped"]["test_accuracy"] == row["sequential"]["test_accuracy"]
+    _written(out, "results.json")
