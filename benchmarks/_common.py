@@ -55,6 +55,8 @@ def device_note() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "x64": bool(jax.config.jax_enable_x64),
+        # other jobs on the machine move wall-clock times: say how busy it was
+        "load_average_1_5_15_min": [round(x, 2) for x in os.getloadavg()],
     }
 
 
