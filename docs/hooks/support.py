@@ -11,6 +11,7 @@ Nothing here is written by hand, so the page cannot drift from the code.
 """
 
 import logging
+import re
 import time
 
 import jax
@@ -108,6 +109,12 @@ def _relative_error(a, b) -> float:
     return worst
 
 
+def first_sentence(message: str) -> str:
+    """The first sentence of an error message (not cut at "e.g." or "i.e.")."""
+    line = message.split("\n")[0]
+    return re.split(r"(?<!e\.g)(?<!i\.e)\. (?=[A-Z`])", line)[0].rstrip(".")
+
+
 def cell(rule, model, reference, loss, xs, ys) -> tuple[str, str]:
     """`(status, detail)` for one rule on one model."""
     import eqslax.analysis
@@ -115,7 +122,7 @@ def cell(rule, model, reference, loss, xs, ys) -> tuple[str, str]:
     try:
         grads = rule.grad(model, loss, xs, ys)
     except (ValueError, TypeError, NotImplementedError) as error:
-        return "refused", str(error).split(". ")[0].split("\n")[0]
+        return "refused", first_sentence(str(error))
     if _relative_error(grads, reference) < EXACT:
         return "exact", ""
     cosine = float(eqslax.analysis.cosine_similarity(grads, reference).global_cosine)
