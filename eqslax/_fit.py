@@ -21,6 +21,7 @@ from ._neurons import AbstractNeuron
 from ._parameters import trainable
 from ._preflight import check_int, check_key, check_splits, prepare_output_dir
 from ._rules._base import check_batch
+from .data._loader import AbstractLoader, ArrayLoader, Loaders
 
 _ON_NONFINITE = ("raise", "skip", "ignore")
 _FORMAT = 1  # version of what fit keeps in a checkpoint's metadata
@@ -34,20 +35,46 @@ def _outputs(model, xs):
 
 
 def evaluate(
-    model: AbstractNeuron, loss: AbstractLoss, xs: Array, ys: Array, batch_size: int = 256
+    model: AbstractNeuron,
+    loss: AbstractLoss,
+    xs: Array | AbstractLoader,
+    ys: Array | None = None,
+    batch_size: int = 256,
 ) -> dict[str, float]:
-    """Sample-mean loss and the task metrics of `model` on `(xs, ys)`, in chunks:
+    """Sample-mean loss and the task metrics of `model` on `(xs, ys)`, in chunks of
+    `batch_size`, or on every batch of a loader given as `xs` (with `ys=None`):
     `{"loss", "accuracy"}` for class labels, `{"loss", "mse", "r2"}` for real-valued
     targets (see `eqslax.task_metrics`)."""
+    if isinstance(xs, AbstractLoader):
+        if ys is not None:
+            raise TypeError(
+                "evaluate: with a loader as `xs`, `ys` must be None (it is in the batches)."
+            )
+        return _evaluate(model, loss, xs, "evaluate", checked=False)
     check_int(batch_size, "batch_size", "evaluate")
     ys = check_batch(model, loss, xs, ys, "evaluate")
-    total_loss, totals = 0.0, None
-    for start in range(0, xs.shape[0], batch_size):
-        x, y = xs[start : start + batch_size], ys[start : start + batch_size]
+    return _evaluate(model, loss, ArrayLoader(xs, ys, batch_size), "evaluate", checked=True)
+
+
+def _evaluate(model, loss, loader: AbstractLoader, owner: str, checked: bool) -> dict:
+    total_loss, totals, count = 0.0, None, 0
+    for index, (x, y) in enumerate(loader.batches(None, drop_last=False)):
+        if not checked:
+            x, y = _checked_batch(model, loss, x, y, owner, f"test batch {index}")
         out = _outputs(model, x)
         total_loss += float(jnp.sum(jax.vmap(lambda o, c: loss(o, c))(out, y)))
         totals = add_totals(totals, metric_totals(loss, out, y))
-    return {"loss": total_loss / xs.shape[0], **finish_metrics(loss, totals)}
+        count += x.shape[0]
+    if count == 0:
+        raise ValueError(f"{owner}: the evaluation set holds no samples.")
+    return {"loss": total_loss / count, **finish_metrics(loss, totals)}
+
+
+def _checked_batch(model, loss, xs, ys, owner: str, where: str):
+    """A batch from a user's loader: shapes, labels and finiteness, named by position."""
+    ys = check_batch(model, loss, xs, ys, owner, (f"xs ({where})", f"ys ({where})"))
+    check_finite(xs, f"xs ({where})", owner)
+    return xs, ys
 
 
 class _Progress:
@@ -180,9 +207,11 @@ def _nonfinite_error(run: _Run, model, per_epoch: int) -> FloatingPointError:
     )
 
 
-def _train_batch(run, step, data, order, on_step, on_nonfinite, per_epoch) -> float:
-    index = order[run.batch * run.batch_size : (run.batch + 1) * run.batch_size]
-    xs, ys = data.train_x[index], data.train_y[index]
+def _train_batch(run, step, source, on_step, on_nonfinite, per_epoch) -> float:
+    xs, ys = source.train.batch(source.epoch_key(run.key, run.epoch), run.batch)
+    if not source.checked:
+        where = f"epoch {run.epoch + 1}, batch {run.batch}"
+        xs, ys = _checked_batch(run.model, step.loss, xs, ys, "fit", where)
     if on_step is not None:
         on_step(run.done, run.model, xs, ys)
     model, state, outputs, loss = step(run.model, run.state, xs, ys)
@@ -202,8 +231,8 @@ def _train_batch(run, step, data, order, on_step, on_nonfinite, per_epoch) -> fl
     return float(loss)
 
 
-def _finish_epoch(run: _Run, step, data) -> dict:
-    test = evaluate(run.model, step.loss, data.test_x, data.test_y)
+def _finish_epoch(run: _Run, step, source) -> dict:
+    test = _evaluate(run.model, step.loss, source.test, "fit", source.checked)
     count = run.sums["batches"]
     train = {
         "loss": run.sums["train_loss"] / count if count else math.nan,
@@ -227,7 +256,7 @@ def fit(
     data,
     *,
     epochs: int,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     key: PRNGKeyArray,
     checkpoint_dir: str | None = None,
     checkpoint_every: int | None = None,
@@ -243,9 +272,13 @@ def fit(
 
     - `step`: from `eqslax.train_offline` or `eqslax.train_online`.
     - `data`: anything with `train_x (batch, time, in)`, `train_y`, `test_x`,
-      `test_y` (e.g. `eqslax.data.randman`). Each epoch visits the training set in
-      a fresh order drawn from `fold_in(key, epoch)`; the last partial batch is dropped.
-      `train_x` and `test_x` are checked once for NaN and infinity before training.
+      `test_y` (e.g. `eqslax.data.randman`), or `eqslax.data.Loaders(train, test)`.
+      Each epoch visits the training set in a fresh order drawn from
+      `fold_in(key, epoch)`; the last partial batch is dropped. Arrays are checked once
+      for NaN and infinity before training; a loader's batches as they arrive.
+      Arrays give the same model as an `ArrayLoader` over them with the same key.
+    - `batch_size`: samples per update (default 32) for arrays; a loader has its own
+      (a different `batch_size` here is an error).
     - `checkpoint_dir`, `checkpoint_every`: write `checkpoint.eqx` there every that
       many steps and at the end: one atomic, checksummed file with the model, training
       state, step, key, the history and the running sums of the current epoch (and a
@@ -270,12 +303,12 @@ def fit(
     `train_mse`, `train_r2`, `test_mse` and `test_r2` replace the accuracies.
     Train loss and metrics average the epoch's kept updates.
     """
+    source = _Source(data, batch_size)
     n = _check_fit(
         model,
         step,
-        data,
+        source,
         epochs=epochs,
-        batch_size=batch_size,
         key=key,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
@@ -285,24 +318,23 @@ def fit(
     )
     if checkpoint_dir is not None:
         prepare_output_dir(checkpoint_dir, "checkpoint_dir", "fit")
-    per_epoch = n // batch_size
+    per_epoch = len(source.train)
     names = metric_names(step.loss)
-    run = _Run(model, step.init(model), key, batch_size, n, _columns(names))
+    run = _Run(model, step.init(model), key, source.train.batch_size, n, _columns(names))
     path = os.path.join(checkpoint_dir, "checkpoint.eqx") if checkpoint_dir else None
     if resume and os.path.exists(path):
         run.restore(path, epochs)
     bar = _Progress(progress, per_epoch)
     while run.epoch < epochs:
-        order = jax.random.permutation(jax.random.fold_in(key, run.epoch), n)
         while run.batch < per_epoch:
             if max_steps is not None and run.done >= max_steps:
                 run.save(checkpoint_dir)
                 return run.model, run.history
-            loss = _train_batch(run, step, data, order, on_step, on_nonfinite, per_epoch)
+            loss = _train_batch(run, step, source, on_step, on_nonfinite, per_epoch)
             bar.update(run.epoch, epochs, run.batch, loss)
             finished = run.batch == per_epoch
             if finished:  # the row goes into any checkpoint written at this step
-                bar.epoch(run.epoch, epochs, _finish_epoch(run, step, data), names)
+                bar.epoch(run.epoch, epochs, _finish_epoch(run, step, source), names)
             if checkpoint_every and run.done % checkpoint_every == 0:
                 run.save(checkpoint_dir)
             if finished:
@@ -311,7 +343,38 @@ def fit(
     return run.model, run.history
 
 
-def _check_fit(model, step, data, **options) -> int:
+class _Source:
+    """Where `fit`'s batches come from: loaders, made from arrays when given arrays
+    (`checked`: the arrays were checked whole, before training)."""
+
+    def __init__(self, data, batch_size):
+        self.data = data
+        if isinstance(data, Loaders):
+            self.train, self.test, self.checked = data.train, data.test, False
+            if batch_size is not None and batch_size != data.train.batch_size:
+                raise ValueError(
+                    f"fit: `batch_size` = {batch_size!r} but the training loader has "
+                    f"batch_size {data.train.batch_size}; leave `batch_size` out with loaders."
+                )
+            return
+        self.checked = True
+        self.batch_size = 32 if batch_size is None else batch_size
+        self.train = self.test = None
+
+    def epoch_key(self, key, epoch: int):
+        """`fold_in(key, epoch)`, made once per epoch."""
+        if getattr(self, "_epoch", None) != epoch:
+            self._epoch, self._key = epoch, jax.random.fold_in(key, epoch)
+        return self._key
+
+    def make_loaders(self) -> None:
+        if self.train is None:
+            data = self.data
+            self.train = ArrayLoader(data.train_x, data.train_y, self.batch_size)
+            self.test = ArrayLoader(data.test_x, data.test_y, 256)
+
+
+def _check_fit(model, step, source, **options) -> int:
     """Every argument of `fit`, before any work; returns the training-set size."""
     if not isinstance(model, AbstractNeuron):
         raise TypeError(
@@ -326,9 +389,12 @@ def _check_fit(model, step, data, **options) -> int:
             f"fit: `step` must be a training step from train_offline, train_online or "
             f"train_fptt, got {type(step).__name__}."
         )
-    n = check_splits(model, step.loss, data, "fit")
+    if source.checked:
+        n = check_splits(model, step.loss, source.data, "fit")
+        batch_size = check_int(source.batch_size, "batch_size", "fit")
+    else:
+        n, batch_size = source.train.n_samples, source.train.batch_size
     check_int(options["epochs"], "epochs", "fit")
-    batch_size = check_int(options["batch_size"], "batch_size", "fit")
     if batch_size > n:
         raise ValueError(
             f"fit: `batch_size` must be in 1..{n} (training samples), got {batch_size}."
@@ -348,8 +414,10 @@ def _check_fit(model, step, data, **options) -> int:
             f"fit: `on_nonfinite` must be one of {', '.join(map(repr, _ON_NONFINITE))}, got "
             f"{options['on_nonfinite']!r}."
         )
-    check_finite(data.train_x, "data.train_x", "fit")
-    check_finite(data.test_x, "data.test_x", "fit")
+    if source.checked:
+        check_finite(source.data.train_x, "data.train_x", "fit")
+        check_finite(source.data.test_x, "data.test_x", "fit")
+        source.make_loaders()
     return n
 
 

@@ -1,6 +1,11 @@
 """Datasets: spiking random-manifold (Randman) tasks and event-stream binning."""
 
 from ._events import bin_events as bin_events
+from ._loader import (
+    AbstractLoader as AbstractLoader,
+    ArrayLoader as ArrayLoader,
+    Loaders as Loaders,
+)
 from ._manifold import (
     RandomManifold as RandomManifold,
     frequency_cutoff as frequency_cutoff,

@@ -1,0 +1,128 @@
+r"""Loaders: a data split as batches `(xs, ys)`, drawn in an order fixed by a key.
+
+A loader is random-access: `batch(key, i)` is the $i$-th batch of the epoch whose order
+`key` draws, so a run can stop anywhere and resume at the same batch (the position in the
+epoch is all a checkpoint needs). Writing a loader for a new data set takes three things:
+`n_samples`, `batch_size`, and `batch`; `eqslax.fit`, `eqslax.evaluate` and the
+NeuroBench harness then take it in place of arrays.
+"""
+
+import abc
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, PRNGKeyArray
+
+
+class AbstractLoader(abc.ABC):
+    """Batches of one split. Subclasses give `n_samples`, `batch_size` and `batch`.
+
+    With `key=None` the order is the stored order (evaluation); otherwise it is a
+    permutation drawn from `key` (a fresh `key` per epoch reshuffles).
+    """
+
+    n_samples: int
+    batch_size: int
+
+    @abc.abstractmethod
+    def batch(self, key: PRNGKeyArray | None, index: int, *, drop_last: bool = True):
+        """The `index`-th batch `(xs, ys)` of the epoch ordered by `key`."""
+
+    def __len__(self) -> int:
+        """Full batches per epoch (a last partial batch is not trained on)."""
+        return self.n_samples // self.batch_size
+
+    def n_batches(self, drop_last: bool = True) -> int:
+        """Batches per epoch; with `drop_last=False` a last partial batch counts."""
+        if drop_last:
+            return len(self)
+        return -(-self.n_samples // self.batch_size)
+
+    def __iter__(self) -> Iterator:
+        """Every batch in the stored order, the last partial one included (evaluation;
+        the NeuroBench harness takes a loader this way)."""
+        return self.batches(None, drop_last=False)
+
+    def batches(
+        self, key: PRNGKeyArray | None = None, start: int = 0, *, drop_last: bool = True
+    ) -> Iterator:
+        """Batches `start, start + 1, ...` of the epoch ordered by `key`."""
+        for index in range(start, self.n_batches(drop_last)):
+            yield self.batch(key, index, drop_last=drop_last)
+
+
+class ArrayLoader(AbstractLoader):
+    """Batches sliced from arrays `xs` (samples, time, *in) and `ys` (samples, ...).
+
+    The order of an epoch is `jax.random.permutation(key, n_samples)`, the order `fit`
+    uses for arrays, so training from an `ArrayLoader` and from the same arrays gives the
+    same model. The arrays are put on the default device once (`prestage=True`, the
+    default) and batches are gathered there; `prestage=False` keeps them on the host and
+    moves one batch at a time (for data sets that do not fit on the device).
+    """
+
+    def __init__(self, xs, ys, batch_size: int, *, prestage: bool = True):
+        if not (hasattr(xs, "shape") and hasattr(ys, "shape")) or np.ndim(xs) == 0:
+            raise TypeError(
+                f"ArrayLoader: `xs` and `ys` must be arrays with a leading sample axis, got "
+                f"{type(xs).__name__} and {type(ys).__name__}."
+            )
+        if xs.shape[0] != ys.shape[0]:
+            raise ValueError(
+                f"ArrayLoader: `xs` has {xs.shape[0]} samples but `ys` has {ys.shape[0]}."
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"ArrayLoader: `batch_size` must be an int >= 1, got {batch_size!r}.")
+        convert = jnp.asarray if prestage else np.asarray
+        self.xs, self.ys = convert(xs), convert(ys)
+        self.n_samples, self.batch_size = int(xs.shape[0]), batch_size
+        self._order = (None, None)
+
+    def order(self, key: PRNGKeyArray | None) -> Array | None:
+        """The epoch's sample order (cached for the last key)."""
+        if key is None:
+            return None
+        cached_key, order = self._order
+        if cached_key is not key and (
+            cached_key is None or not bool(jnp.array_equal(_data(cached_key), _data(key)))
+        ):
+            order = jax.random.permutation(key, self.n_samples)
+            self._order = (key, order)
+        return order
+
+    def batch(self, key, index, *, drop_last=True):
+        if not 0 <= index < self.n_batches(drop_last):
+            raise IndexError(
+                f"ArrayLoader: batch {index} does not exist; an epoch has "
+                f"{self.n_batches(drop_last)} batches of {self.batch_size}."
+            )
+        start, stop = index * self.batch_size, (index + 1) * self.batch_size
+        order = self.order(key)
+        if order is None:
+            return jnp.asarray(self.xs[start:stop]), jnp.asarray(self.ys[start:stop])
+        picked = order[start:stop]
+        if isinstance(self.xs, np.ndarray):
+            picked = np.asarray(picked)
+        return jnp.asarray(self.xs[picked]), jnp.asarray(self.ys[picked])
+
+
+def _data(key):
+    """Raw key data of a new-style key or a legacy `uint32` key."""
+    return jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+
+
+class Loaders:
+    """A data set given as loaders: `train` (shuffled each epoch, last partial batch
+    dropped) and `test` (stored order, every sample), what `eqslax.fit` takes in place of
+    a split of arrays."""
+
+    def __init__(self, train: AbstractLoader, test: AbstractLoader):
+        for name, loader in (("train", train), ("test", test)):
+            if not isinstance(loader, AbstractLoader):
+                raise TypeError(
+                    f"Loaders: `{name}` must be an eqslax.data loader (e.g. ArrayLoader), got "
+                    f"{type(loader).__name__}."
+                )
+        self.train, self.test = train, test

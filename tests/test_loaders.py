@@ -1,0 +1,137 @@
+"""Loaders: `fit` and `evaluate` take batches from a loader as they take arrays, with the
+same model for the same key, exact resumption mid-epoch, and each batch checked by name."""
+
+import functools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import eqslax
+from eqslax.data import AbstractLoader, ArrayLoader, Loaders, randman
+
+
+@pytest.fixture(scope="module")
+def data():
+    return randman(jax.random.key(0), n_classes=2, n_units=6, n_steps=6, samples_per_class=10)
+
+
+@functools.cache
+def make():
+    model = eqslax.feedforward((6, 7, 2), key=jax.random.key(1), readout="li")
+    return model, eqslax.train_offline(model, eqslax.Accumulated(reduce="mean"), optax.adam(5e-2))
+
+
+def fit(data, **kwargs):
+    model, step = make()
+    options = dict(epochs=2, key=jax.random.key(2), progress=False) | kwargs
+    return eqslax.fit(model, step, data, **options)
+
+
+def leaves(tree):
+    return jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array))
+
+
+def same(a, b):
+    (ma, ha), (mb, hb) = a, b
+    assert all(np.array_equal(x, y) for x, y in zip(leaves(ma), leaves(mb)))
+    for name in ha:
+        if name != "epoch_time":
+            assert ha[name] == hb[name], name
+
+
+class HostLoader(AbstractLoader):
+    """What a user writes for data on the host: samples in a list, gathered per batch."""
+
+    def __init__(self, samples, labels, batch_size):
+        self.samples, self.labels = list(samples), list(labels)
+        self.n_samples, self.batch_size = len(self.samples), batch_size
+
+    def batch(self, key, index, *, drop_last=True):
+        order = (
+            np.arange(self.n_samples)
+            if key is None
+            else jax.random.permutation(key, self.n_samples)
+        )
+        picked = np.asarray(order)[index * self.batch_size : (index + 1) * self.batch_size]
+        xs = np.stack([self.samples[i] for i in picked])
+        return jnp.asarray(xs), jnp.asarray([self.labels[i] for i in picked])
+
+
+def loaders(data, kind="array", batch_size=4):
+    if kind == "host":
+        train = HostLoader(np.asarray(data.train_x), np.asarray(data.train_y), batch_size)
+        return Loaders(train, HostLoader(np.asarray(data.test_x), np.asarray(data.test_y), 256))
+    prestage = kind == "array"
+    return Loaders(
+        ArrayLoader(data.train_x, data.train_y, batch_size, prestage=prestage),
+        ArrayLoader(data.test_x, data.test_y, 256, prestage=prestage),
+    )
+
+
+@pytest.mark.parametrize("kind", ["array", "host-staged", "host"])
+def test_a_loader_gives_the_model_and_history_of_the_arrays(data, kind):
+    same(fit(data, batch_size=4), fit(loaders(data, kind)))
+
+
+def test_resuming_mid_epoch_from_a_loader_is_exact(data, tmp_path):
+    straight = fit(loaders(data, "host"))
+    source = loaders(data, "host")
+    for stop in (3, 5, 7):  # 4 batches per epoch: stops inside both epochs
+        fit(source, checkpoint_dir=str(tmp_path), checkpoint_every=1, max_steps=stop, resume=True)
+    same(fit(source, checkpoint_dir=str(tmp_path), resume=True), straight)
+
+
+def test_evaluate_on_a_loader_equals_evaluate_on_arrays(data):
+    model, step = make()
+    direct = eqslax.evaluate(model, step.loss, data.test_x, data.test_y, batch_size=3)
+    loaded = eqslax.evaluate(model, step.loss, ArrayLoader(data.test_x, data.test_y, 3))
+    assert loaded == pytest.approx(direct, rel=1e-12)
+
+
+class Poisoned(HostLoader):
+    def __init__(self, *args, bad_batch, what):
+        super().__init__(*args)
+        self.bad_batch, self.what = bad_batch, what
+
+    def batch(self, key, index, *, drop_last=True):
+        xs, ys = super().batch(key, index, drop_last=drop_last)
+        if index == self.bad_batch and key is not None:
+            if self.what == "nan":
+                xs = xs.at[0, 0, 0].set(jnp.nan)
+            else:
+                ys = ys.at[0].set(5)
+        return xs, ys
+
+
+@pytest.mark.parametrize(
+    "what, pattern",
+    [
+        ("nan", r"`xs \(epoch 1, batch 2\)` holds 1 non-finite"),
+        ("label", r"`ys \(epoch 1, batch 2\)` must hold class labels in 0\.\.1"),
+    ],
+)
+def test_a_bad_batch_from_a_loader_is_named(data, what, pattern):
+    x, y = np.asarray(data.train_x), np.asarray(data.train_y)
+    train = Poisoned(x, y, 4, bad_batch=2, what=what)
+    test = HostLoader(np.asarray(data.test_x), np.asarray(data.test_y), 256)
+    with pytest.raises(ValueError, match=pattern):
+        fit(Loaders(train, test))
+
+
+def test_loader_arguments_are_checked(data):
+    with pytest.raises(
+        ValueError, match=r"`batch_size` = 8 but the training loader has batch_size 4"
+    ):
+        fit(loaders(data), batch_size=8)
+    with pytest.raises(TypeError, match=r"[`']train[`']"):
+        Loaders((data.train_x, data.train_y), ArrayLoader(data.test_x, data.test_y, 4))
+    with pytest.raises(ValueError, match=r"ArrayLoader: `xs` has 16 samples but `ys` has 15"):
+        ArrayLoader(data.train_x, data.train_y[:-1], 4)
+    with pytest.raises(ValueError, match=r"ArrayLoader: `batch_size` must be an int >= 1"):
+        ArrayLoader(data.train_x, data.train_y, 0)
+    with pytest.raises(IndexError, match=r"batch 4 does not exist; an epoch has 4 batches"):
+        ArrayLoader(data.train_x, data.train_y, 4).batch(None, 4)
