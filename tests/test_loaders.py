@@ -135,3 +135,45 @@ def test_loader_arguments_are_checked(data):
         ArrayLoader(data.train_x, data.train_y, 0)
     with pytest.raises(IndexError, match=r"batch 4 does not exist; an epoch has 4 batches"):
         ArrayLoader(data.train_x, data.train_y, 4).batch(None, 4)
+
+
+@pytest.fixture
+def shd_files(tmp_path):
+    """A tiny training and test file in the SHD layout (vlen times/units, labels)."""
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(0)
+    paths = []
+    for name, count in (("shd_train.h5", 12), ("shd_test.h5", 5)):
+        path = tmp_path / name
+        with h5py.File(path, "w") as file:
+            vlen_t, vlen_u = h5py.vlen_dtype(np.float32), h5py.vlen_dtype(np.uint16)
+            times = file.create_dataset("spikes/times", (count,), dtype=vlen_t)
+            units = file.create_dataset("spikes/units", (count,), dtype=vlen_u)
+            for i in range(count):
+                n = int(rng.integers(0, 30))
+                times[i] = np.sort(rng.uniform(0, 1.4, n)).astype(np.float32)
+                units[i] = rng.integers(0, 700, n).astype(np.uint16)
+            file.create_dataset("labels", data=(np.arange(count) % 3).astype(np.uint8))
+        paths.append(path)
+    return paths
+
+
+def test_shd_loader_reads_what_load_shd_reads_and_trains_like_the_arrays(shd_files):
+    train_path, test_path = shd_files
+    loader = eqslax.data.SHDLoader(train_path, 5, 4, max_time=1.4)
+    assert (loader.n_samples, len(loader), loader.n_classes, loader.in_shape) == (12, 3, 3, (700,))
+    xs, ys = eqslax.data.load_shd(train_path, 5, max_time=1.4)
+    key = jax.random.key(3)
+    order = np.asarray(jax.random.permutation(key, 12))
+    bx, by = loader.batch(key, 1)
+    np.testing.assert_array_equal(bx, xs[order[4:8]])
+    np.testing.assert_array_equal(by, ys[order[4:8]])
+    tx, ty = eqslax.data.load_shd(test_path, 5, max_time=1.4)
+    model = eqslax.feedforward((700, 4, 3), key=jax.random.key(1), readout="li")
+    step = eqslax.train_offline(model, eqslax.Accumulated(reduce="mean"), optax.adam(1e-2))
+    options = dict(epochs=2, key=jax.random.key(2), progress=False)
+    streamed = eqslax.fit(
+        model, step, Loaders(loader, eqslax.data.SHDLoader(test_path, 5, 256)), **options
+    )
+    split = Loaders(ArrayLoader(xs, ys, 4), ArrayLoader(tx, ty, 256))
+    same(streamed, eqslax.fit(model, step, split, **options))

@@ -18,3 +18,8 @@ from ._nmnist import (
     read_nmnist_split as read_nmnist_split,
 )
 from ._randman import RandmanSplit as RandmanSplit, randman as randman
+from ._shd import (
+    SHDBatches as SHDBatches,
+    SHDLoader as SHDLoader,
+    load_shd as load_shd,
+)

@@ -20,6 +20,7 @@ Data: any iterable of `(xs, ys)` batches, `xs` (batch, time, *in); a split with
 `mackey_glass` for the chaotic forecasting task.
 """
 
+from ..data._shd import SHDBatches as SHDBatches, load_shd as load_shd
 from ._activity import (
     Activity as Activity,
     LinearMap as LinearMap,
@@ -38,7 +39,6 @@ from ._mackey_glass import (
     mackey_glass_series as mackey_glass_series,
 )
 from ._processors import Aggregate as Aggregate, ChooseMaxCount as ChooseMaxCount
-from ._shd import SHDBatches as SHDBatches, load_shd as load_shd
 from ._static import (
     AbstractStaticMetric as AbstractStaticMetric,
     ConnectionSparsity as ConnectionSparsity,

@@ -12,9 +12,12 @@ from collections.abc import Iterator, Sequence
 
 import beartype
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 from jaxtyping import Int, PRNGKeyArray, Real, jaxtyped
+
+from ._loader import AbstractLoader
 
 SHD_UNITS = 700
 _BIN_MODES = ("fixed", "per_sample")
@@ -25,7 +28,7 @@ def _h5py():
         import h5py
     except ImportError:
         raise ImportError(
-            "eqslax.neurobench.load_shd reads HDF5 files with h5py: pip install h5py"
+            "eqslax.data.load_shd reads HDF5 files with h5py: pip install h5py"
         ) from None
     return h5py
 
@@ -181,3 +184,46 @@ class SHDBatches:
         for start in range(0, len(self.order), self.batch_size):
             chunk = self.order[start : start + self.batch_size]
             yield load_shd(self.path, self.n_steps, index=chunk, **self.options)
+
+
+class SHDLoader(AbstractLoader):
+    """An SHD (or SSC: same HDF5 layout, 35 classes) file as an `eqslax.data` loader:
+    batch `i` of the epoch ordered by `key` reads and bins only its own samples, so the
+    file never has to fit in memory and `fit` can resume at any batch.
+
+    `n_classes` is read from the file's labels (largest label + 1)."""
+
+    def __init__(self, path: str | os.PathLike, n_steps: int, batch_size: int, **options):
+        """**Arguments:** `path`, `n_steps`, `batch_size` and the keyword `options` of
+        `load_shd` (`max_time`, `binarize`, `bin_mode`, `dtype`)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"SHDLoader: `batch_size` must be an int >= 1, got {batch_size!r}.")
+        if "index" in options:
+            raise ValueError("SHDLoader: `index` is chosen per batch from the epoch's key.")
+        _check_options(
+            path, n_steps, options.get("max_time", 1.4), options.get("bin_mode", "fixed")
+        )
+        with _open(_h5py(), path) as file:
+            labels = np.asarray(file["labels"][()])
+        self.path, self.n_steps, self.options = path, n_steps, options
+        self.n_samples, self.batch_size = len(labels), batch_size
+        self.n_classes = int(labels.max()) + 1 if len(labels) else 0
+        self.in_shape = (SHD_UNITS,)
+        self._order = (None, None)
+
+    def batch(self, key, index, *, drop_last=True):
+        if not 0 <= index < self.n_batches(drop_last):
+            raise IndexError(
+                f"SHDLoader: batch {index} does not exist; an epoch of {self.path!r} has "
+                f"{self.n_batches(drop_last)} batches of {self.batch_size}."
+            )
+        order = np.arange(self.n_samples)
+        if key is not None:
+            cached, permutation = self._order
+            if cached is not key:
+                permutation = np.asarray(jax.random.permutation(key, self.n_samples))
+                self._order = (key, permutation)
+            order = permutation
+        chunk = order[index * self.batch_size : (index + 1) * self.batch_size]
+        xs, ys = load_shd(self.path, self.n_steps, index=chunk, **self.options)
+        return jnp.asarray(xs), jnp.asarray(ys)
