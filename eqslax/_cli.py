@@ -44,8 +44,9 @@ def load_data(args):
     )
 
 
-# flag -> (attribute, smallest allowed value); every one is an int
-_INT_FLAGS = {
+# flag -> (attribute, smallest allowed value); every one is an int. Flags a command
+# does not have are skipped.
+INT_FLAGS = {
     "--classes": ("classes", 2),
     "--units": ("units", 1),
     "--steps": ("steps", 1),
@@ -55,19 +56,26 @@ _INT_FLAGS = {
     "--batch-size": ("batch_size", 1),
     "--seed": ("seed", 0),
     "--checkpoint-every": ("checkpoint_every", 1),
+    "--grid": ("grid", 2),
+    "--seeds": ("seeds", 1),
+    "--updates": ("updates", 1),
 }
+POSITIVE_FLAGS = {"--lr": "lr", "--online-lr": "online_lr"}
 
 
-def _check_train_flags(args) -> str | None:
-    """The first invalid flag of `eqslax train`, as a message, or `None`."""
-    for flag, (name, least) in _INT_FLAGS.items():
-        value = getattr(args, name)
+def check_flags(args) -> str | None:
+    """The first invalid number among a command's flags, as a message, or `None`."""
+    for flag, (name, least) in INT_FLAGS.items():
+        value = getattr(args, name, None)
         if value is not None and value < least:
             return f"`{flag}` must be an integer >= {least}, got {value}"
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        return f"`--lr` must be a finite number > 0, got {args.lr}"
-    if not (math.isfinite(args.p) and 0.0 <= args.p <= 1.0):
-        return f"`--p` must be a fraction in [0, 1], got {args.p}"
+    for flag, name in POSITIVE_FLAGS.items():
+        value = getattr(args, name, None)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            return f"`{flag}` must be a finite number > 0, got {value}"
+    p = getattr(args, "p", None)
+    if p is not None and not (math.isfinite(p) and 0.0 <= p <= 1.0):
+        return f"`--p` must be a fraction in [0, 1], got {p}"
     return None
 
 
@@ -85,7 +93,7 @@ def _train(args) -> int:
             f"eqslax train: unknown rule {args.rule!r}; valid rules: {', '.join(rules)}.\n"
         )
         return 2
-    problem = _check_train_flags(args)
+    problem = check_flags(args)
     if problem is None:
         try:
             prepare_output_dir(args.out, "--out", "eqslax train")

@@ -68,3 +68,36 @@ def test_a_nan_learning_rate_is_reported_by_the_step(setup):
     step = eqslax.train_offline(model, eqslax.PerStep(), optax.sgd(float("nan")))
     _, state, _, _ = step(model, step.init(model), data.train_x[:4], data.train_y[:4])
     assert bool(state.nonfinite)
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--grid", "0"),
+        ("--epochs", "0"),
+        ("--hidden", "0"),
+        ("--classes", "1"),
+        ("--seeds", "0"),
+        ("--updates", "0"),
+        ("--lr", "-1"),
+        ("--online-lr", "nan"),
+        ("--batch-size", "0"),
+        ("--steps", "0"),
+    ],
+)
+def test_cli_compare_rejects_bad_numbers_before_training(tmp_path, capsys, flag, value):
+    from eqslax._cli import main
+
+    code = main(["compare", "--quiet", "--out", str(tmp_path / "report"), flag, value])
+    err = capsys.readouterr().err
+    assert code == 2 and f"`{flag}`" in err and "Traceback" not in err
+    assert not (tmp_path / "report").exists()
+
+
+def test_cli_compare_probes_out_before_training(tmp_path, capsys):
+    from eqslax._cli import main
+
+    (tmp_path / "file").write_text("")
+    code = main(["compare", "--quiet", "--epochs", "1", "--out", str(tmp_path / "file" / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "`--out`" in err and "is a file" in err

@@ -40,6 +40,17 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _prepare_out(out: str) -> str | None:
+    """Create and probe the report folder before any training; a message if unusable."""
+    from .._preflight import prepare_output_dir
+
+    try:
+        prepare_output_dir(out, "--out", "eqslax compare")
+    except OSError as error:
+        return str(error).removeprefix("eqslax compare: ").rstrip(".") + "."
+    return None
+
+
 def run_config(args) -> int:
     from ._api import compare
     from ._report import write_report
@@ -50,6 +61,9 @@ def run_config(args) -> int:
         experiment = load_experiment(args.config)
     except ConfigError as error:
         return _fail(str(error))
+    problem = _prepare_out(args.out or experiment.out)
+    if problem is not None:
+        return _fail(problem)
     options = dict(experiment.options)
     tune = options.pop("tune_lr")
     try:
@@ -84,8 +98,13 @@ def run(args) -> int:
             f"unknown rule(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
             f"valid rules: {', '.join(sorted(RULES))}."
         )
-    if args.seeds < 1:
-        return _fail(f"--seeds must be at least 1, got {args.seeds}.")
+    from .._cli import check_flags
+
+    problem = check_flags(args)
+    if problem is None:
+        problem = _prepare_out(args.out or "runs/compare")
+    if problem is not None:
+        return _fail(problem.rstrip(".") + ".")
     config = CompareConfig(
         rules=rules,
         encoding=args.encoding,
