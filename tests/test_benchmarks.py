@@ -130,3 +130,23 @@ def test_compare_seeds_runs_both_ways(tmp_path):
     # the two ways train the same seeds to the same models
     assert row["vmapped"]["test_accuracy"] == row["sequential"]["test_accuracy"]
     _written(out, "results.json")
+
+
+def test_peer_braintrace_without_braintrace_says_so_and_skips(capsys):
+    from benchmarks import peer_braintrace
+
+    result = peer_braintrace.main(["--compare", "--peer-python", "/no/such/python"])
+    assert "no/such/python" in result["skipped"]
+    assert "braintrace is not available" in capsys.readouterr().out
+
+
+def test_peer_braintrace_eqslax_side_times_every_rule():
+    from benchmarks import peer_braintrace
+
+    models = "ff2:2,3,2,3,2"
+    result = peer_braintrace.main(["--side", "eqslax", "--models", models, "--repeats", "1"])
+    rows = {(row["model"], row["rule"]): row for row in result["rows"]}
+    assert set(rows) == {(m, r) for m in models.split(";") for r in peer_braintrace.EQSLAX_RULES}
+    assert all(row["ms_per_step"] > 0 and len(row["times_s"]) == 1 for row in rows.values())
+    with pytest.raises(ValueError, match="--models"):
+        peer_braintrace.parse_models("rec2:2,4,3,5,2")
