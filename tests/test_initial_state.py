@@ -95,3 +95,15 @@ def test_fptt_with_rtrl_keeps_the_initial_state(problem):
     params = eqslax.trainable(model)
     implied = jtu.tree_map(lambda p, q: (p - q) / lr, params, eqslax.trainable(new))
     assert_tree_allclose(implied, bptt(problem), rtol=1e-9, atol=1e-11)
+
+
+def test_ostl_seeds_its_eligibility_with_the_initial_state_jacobian(problem):
+    """One Izhikevich layer (OSTL's exact setting): OSTL == BPTT, and the seed is what
+    makes it so (OTPE with leak 0 is OSTL and seeds the same way)."""
+    model, xs, ys = problem
+    one = eqslax.Connect(list(model.layers[:2]))
+    loss = eqslax.PerStep()
+    reference = eqslax.BPTT().grad(one, loss, xs, ys)
+    ostl = eqslax.OSTL().grad(one, loss, xs, ys)
+    assert_tree_allclose(ostl, reference, rtol=1e-10, atol=1e-13)
+    assert float(jnp.abs(reference.layers[1].c).max()) > 0

@@ -3,11 +3,20 @@
 from typing import ClassVar
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
+import jax.tree_util as jtu
 from jaxtyping import Array, Float
 
 from ._layers import Layer, Layers
-from ._layerwise import LayerStep, factored_gradient, neuron_params, state_size
+from ._layerwise import (
+    LayerStep,
+    factored_gradient,
+    is_float,
+    neuron_params,
+    stack_state,
+    state_size,
+)
 from ._layerwise_rule import AbstractLayerwiseRule
 
 
@@ -61,10 +70,33 @@ def init_eligibility(layer: Layer, state, dtype, self_path: bool = True) -> Laye
     return LayerEligibility(
         weight=jnp.zeros((k, n, n_in), dtype),
         bias=None if layer.affine.bias is None else jnp.zeros((k, n), dtype),
-        neuron=tuple(jnp.zeros((k, n), dtype) for _ in leaves),
+        neuron=initial_sensitivity(layer.neuron, state, dtype),
         recurrent=jnp.zeros((k, n, n), dtype) if recurrent else None,
         output=output,
     )
+
+
+def initial_sensitivity(neuron, state, dtype) -> tuple[Array, ...]:
+    r"""$\partial h_{0}/\partial\theta_p$ per unit, `(k, n)` for each trainable neuron
+    leaf $p$: zero unless the neuron's initial state depends on its parameters
+    (`Izhikevich` starts at $v_0 = c$, $u_0 = bc$), as RTRL seeds its influence. The
+    neuron is elementwise, so one JVP with an all-ones tangent per leaf gives every unit's
+    derivative. The state is the one the neuron itself starts from, cast to the dtypes of
+    `state` (what the rule carries)."""
+    leaves, treedef, static = neuron_params(neuron)
+
+    def start(index, leaf):
+        params = list(leaves)
+        params[index] = leaf
+        h0 = eqx.combine(jtu.tree_unflatten(treedef, params), static).init_state()
+        h0 = jtu.tree_map(lambda h, s: jnp.asarray(h, s.dtype) if is_float(s) else s, h0, state)
+        return stack_state(h0)
+
+    def seed(index, leaf):
+        _, tangent = jax.jvp(lambda p: start(index, p), (leaf,), (jnp.ones_like(leaf),))
+        return tangent.astype(dtype)
+
+    return tuple(seed(index, leaf) for index, leaf in enumerate(leaves))
 
 
 def _current_sensitivity(layer: Layer, trace: LayerEligibility, step: LayerStep):
