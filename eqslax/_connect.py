@@ -161,6 +161,7 @@ class Connect(AbstractNeuron):
                     f"Connect: layer {index} ({type(layer).__name__}) expects input shape "
                     f"{expected} but receives {received} from "
                     f"{'the network input' if index == 0 else f'layer {index - 1}'}."
+                    + _slax_hint(index, expected, received, shapes, edges)
                 )
             state = layer.init_state() if isinstance(layer, AbstractNeuron) else None
             x = jax.ShapeDtypeStruct(received, jnp.result_type(float))
@@ -214,6 +215,28 @@ class Connect(AbstractNeuron):
     def __call__(self, state: ConnectState, x: Float[Array, "*in"]) -> tuple[ConnectState, Array]:
         state, outputs = self.forward(state, x)
         return state, outputs[-1]
+
+
+def _slax_hint(index, expected, received, shapes, edges) -> str:
+    """An explanation when a shape mismatch is what Slax's `cat` convention would give:
+    Slax concatenates layer i's output onto layer k's, so the layer after k was sized for
+    both."""
+    sources = [i for k, i in edges if k == index - 1]
+    if not sources or len(expected) != 1 or len(received) != 1:
+        return ""
+    if any(i + 1 >= len(shapes) for i in sources):
+        return ""
+    extra = sum(math.prod(shapes[i + 1]) for i in sources)
+    if expected[0] != received[0] + extra:
+        return ""
+    k = index - 1
+    return (
+        f" Its size {expected[0]} is layer {k}'s output plus that of `cat` edge {k}: "
+        f"{sources}, as in Slax, where `cat={{k: [i]}}` concatenates layer i's output to "
+        f"layer k's. Here `cat={{k: [i]}}` adds a trainable projection of layer i's output "
+        f"to the input of layer k: write `cat={{{index}: {sources}}}` and give layer {index} "
+        f"the input size {received[0]}."
+    )
 
 
 def _layer_index(index, target, sources, n_layers: int) -> int:

@@ -101,3 +101,17 @@ def test_cli_compare_probes_out_before_training(tmp_path, capsys):
     code = main(["compare", "--quiet", "--epochs", "1", "--out", str(tmp_path / "file" / "r")])
     err = capsys.readouterr().err
     assert code == 2 and "`--out`" in err and "is a file" in err
+
+
+def test_a_slax_style_cat_edge_is_explained():
+    """Slax's `cat={1: [1]}` concatenates LIF 1's output onto itself for layer 2, so a
+    Slax user sizes layer 2 for 5 + 5 inputs; eqslax names the convention and the fix."""
+    keys = jax.random.split(jax.random.key(0), 3)
+    layers = [
+        eqx.nn.Linear(4, 5, key=keys[0]),
+        eqslax.LIF(5),
+        eqx.nn.Linear(10, 3, key=keys[1]),
+        eqslax.LIF(3),
+    ]
+    with pytest.raises(ValueError, match=r"as in Slax.*write `cat=\{2: \[1\]\}`.*input size 5"):
+        eqslax.Connect(layers, cat={1: [1]}, key=keys[2])
