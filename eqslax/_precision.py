@@ -63,3 +63,17 @@ def check_input_precision(model, xs, name: str, owner: str) -> None:
             f"{owner}: `{name}` is {xs.dtype} but the model's parameters are {low}; cast the "
             f"data to match ({name}.astype(jnp.{low})) so that the time loop keeps one dtype."
         )
+
+
+def check_one_float_dtype(model, owner: str) -> None:
+    """Layer-wise rules carry traces in one dtype: refuse parameters of several."""
+    leaves = _float_leaves(model)
+    dtypes = sorted({str(leaf.dtype) for _, leaf in leaves})
+    if len(dtypes) > 1:
+        first = {str(leaf.dtype): path for path, leaf in reversed(leaves)}
+        shown = ", ".join(f"{d} (e.g. `{first[d]}`)" for d in dtypes)
+        raise TypeError(
+            f"{owner}: the model's trainable parameters mix {shown}; its traces need one "
+            f"dtype. Cast every floating leaf to one, e.g. jax.tree.map(lambda x: "
+            f"x.astype(jnp.{dtypes[-1]}) if eqx.is_inexact_array(x) else x, model)."
+        )

@@ -92,3 +92,21 @@ def test_bfloat16_mixed_with_float32_is_refused(setup):
     )
     with pytest.raises(TypeError, match=r"mix bfloat16 \(e\.g\. `\.layers\[0\]\.weight`\)"):
         eqslax.train_offline(mixed, LOSS, optax.sgd(1e-2))
+
+
+@pytest.mark.parametrize("rule", [eqslax.OSTL(), eqslax.OTTT(), eqslax.EProp()], ids=repr)
+def test_layerwise_rules_refuse_parameters_of_two_float_dtypes(setup, rule):
+    model, xs, ys = setup
+    first = model.layers[0]
+    mixed = eqx.tree_at(
+        lambda m: (m.layers[0].weight, m.layers[0].bias),
+        model,
+        (first.weight.astype(jnp.float32), first.bias.astype(jnp.float32)),
+    )
+    if mixed.layers[2].weight.dtype == jnp.float32:
+        mixed = cast(mixed, jnp.float32)
+        mixed = eqx.tree_at(
+            lambda m: m.layers[2].weight, mixed, mixed.layers[2].weight.astype(jnp.float64)
+        )
+    with pytest.raises(TypeError, match=r"parameters mix float32 \(e\.g\. `\.layers\[0\]"):
+        rule.grad(mixed, LOSS, xs, ys)

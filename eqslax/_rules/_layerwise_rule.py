@@ -6,6 +6,7 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, PyTree
 
+from .._precision import check_one_float_dtype
 from ._layers import Layers, zeros_like_grads
 from ._layerwise import LayerGrads, LayerStep, float_dtype, neuron_step, passback
 from ._online import AbstractOnlineRule
@@ -90,6 +91,7 @@ class AbstractLayerwiseRule(AbstractOnlineRule):
         return passback(layers[index], step, signal)
 
     def init_traces(self, model, state):
+        check_one_float_dtype(model, type(self).__name__)
         layers = self.view(model)
         dtype = float_dtype(state)
         per_layer = tuple(
