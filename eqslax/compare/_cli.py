@@ -1,6 +1,7 @@
 """`eqslax compare` on the command line: the built-in Randman experiment from flags, or
 any experiment from a TOML file (`--config`)."""
 
+import os
 import sys
 
 from ._registry import RULES
@@ -51,6 +52,27 @@ def _prepare_out(out: str) -> str | None:
     return None
 
 
+def _existing_parts(out: str) -> str | None:
+    """The first missing folder on the way to `out` (what probing it would create)."""
+    path = os.path.abspath(out)
+    missing = None
+    while not os.path.exists(path):
+        missing, path = path, os.path.dirname(path)
+    return missing
+
+
+def _remove_if_empty(created: str | None) -> None:
+    """Undo what probing created when the run failed before writing anything."""
+    if created is None:
+        return
+    for root, dirs, files in os.walk(created, topdown=False):
+        if files:
+            return
+        for name in dirs:
+            os.rmdir(os.path.join(root, name))
+    os.rmdir(created)
+
+
 def run_config(args) -> int:
     from ._api import compare
     from ._report import write_report
@@ -61,6 +83,7 @@ def run_config(args) -> int:
         experiment = load_experiment(args.config)
     except ConfigError as error:
         return _fail(str(error))
+    created = _existing_parts(args.out or experiment.out)
     problem = _prepare_out(args.out or experiment.out)
     if problem is not None:
         return _fail(problem)
@@ -78,6 +101,7 @@ def run_config(args) -> int:
             **options,
         )
     except (TypeError, ValueError) as error:
+        _remove_if_empty(created)
         return _fail(f"{args.config}: {error}")
     config = {"config_file": args.config, **experiment.raw}
     path = write_report(results, args.out or experiment.out, config, grid=experiment.grid)
