@@ -25,6 +25,13 @@ def _float_leaves(model):
     return [(jtu.keystr(path), leaf) for path, leaf in leaves]
 
 
+def _mix(leaves) -> tuple[list[str], str]:
+    """The float dtypes among `(path, leaf)` pairs, and each with its first parameter."""
+    dtypes = sorted({str(leaf.dtype) for _, leaf in leaves})
+    first = {str(leaf.dtype): path for path, leaf in reversed(leaves)}
+    return dtypes, ", ".join(f"{d} (e.g. `{first[d]}`)" for d in dtypes)
+
+
 def low_precision_dtype(model):
     """The dtype of a model's trainable parameters when it is bfloat16, else `None`."""
     dtypes = {jnp.dtype(leaf.dtype) for _, leaf in _float_leaves(model)}
@@ -44,10 +51,8 @@ def check_training_precision(model, owner: str) -> None:
                 f"(float32's exponent range) or float32; float16 models still run under "
                 f"simulate."
             )
-    dtypes = sorted({str(leaf.dtype) for _, leaf in leaves})
+    dtypes, shown = _mix(leaves)
     if len(dtypes) > 1 and any(jnp.dtype(d) in _LOW for d in dtypes):
-        first = {str(leaf.dtype): path for path, leaf in reversed(leaves)}
-        shown = ", ".join(f"{d} (e.g. `{first[d]}`)" for d in dtypes)
         raise TypeError(
             f"{owner}: the model's parameters mix {shown}. A bfloat16 model must be "
             f"bfloat16 throughout; cast every floating leaf, e.g. jax.tree.map(lambda x: "
@@ -67,11 +72,8 @@ def check_input_precision(model, xs, name: str, owner: str) -> None:
 
 def check_one_float_dtype(model, owner: str) -> None:
     """Layer-wise rules carry traces in one dtype: refuse parameters of several."""
-    leaves = _float_leaves(model)
-    dtypes = sorted({str(leaf.dtype) for _, leaf in leaves})
+    dtypes, shown = _mix(_float_leaves(model))
     if len(dtypes) > 1:
-        first = {str(leaf.dtype): path for path, leaf in reversed(leaves)}
-        shown = ", ".join(f"{d} (e.g. `{first[d]}`)" for d in dtypes)
         raise TypeError(
             f"{owner}: the model's trainable parameters mix {shown}; its traces need one "
             f"dtype. Cast every floating leaf to one, e.g. jax.tree.map(lambda x: "
