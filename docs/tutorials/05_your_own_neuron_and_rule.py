@@ -11,6 +11,7 @@
 
 # %%
 from collections.abc import Sequence
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 import eqslax
+from eqslax import layerwise
 
 jax.config.update("jax_enable_x64", True)
 
@@ -138,3 +140,52 @@ for _ in range(draws):
 mean = jax.tree.map(lambda g: g / draws, total)
 cosine = eqslax.analysis.cosine_similarity(mean, bptt).global_cosine
 print(f"cosine to BPTT of the mean of {draws} forward gradients: {float(cosine):.3f}")
+
+
+# %% [markdown]
+# ## A layer-local rule with `eqslax.layerwise`: feedback alignment
+#
+# Layer-local rules (OSTL, OTTT, OTPE, e-prop) share one engine: at every step it runs the
+# layers forward, takes the learning signal $g = \partial \ell_t / \partial y$ at the top
+# and walks down, asking the rule four things per layer: its traces at $t = 0$
+# (`init_layer`), how they advance (`advance`), the layer's gradient (`gradient`), and the
+# signal for the layer below (`passback`). Feedback alignment (Lillicrap et al. 2016)
+# keeps OSTL's exact per-layer eligibility and changes only the last answer: the signal
+# goes down through a fixed matrix $B^l$ instead of $W^{l\top}$,
+# $g^{l-1} = B^l (g^l \odot \partial y^l / \partial I^l)$.
+
+# %%
+class FeedbackAlignment(layerwise.AbstractLayerwiseRule):
+    traces_type: ClassVar[type] = eqslax.OSTLTraces
+    feedback: tuple[Array, ...]          # B^l, shaped like W^l transposed
+
+    def init_layer(self, layers, index, state, dtype):
+        return layerwise.init_eligibility(layers[index], state, dtype)
+
+    def advance(self, layers, index, trace, step):
+        return layerwise.advance_eligibility(layers[index], trace, step)
+
+    def gradient(self, layers, index, estimate, step, signal):
+        return layerwise.sensitivity_gradient(layers[index], estimate, signal)
+
+    def passback(self, layers, index, trace, step, signal):
+        return self.feedback[index] @ (signal * step.local.y_input)
+
+
+# %% [markdown]
+# The identity that pins it: with $B^l = W^{l\top}$ it is OSTL, to the last bit. With a
+# random $B$ the readout layer's gradient is still OSTL's (nothing is passed to it) and
+# the hidden layer's points elsewhere.
+
+# %%
+layers = layerwise.Layers(model, "tutorial")
+transposed = tuple(layer.affine.weight.T for layer in layers)
+aligned = FeedbackAlignment(feedback=transposed).grad(model, loss, xs, ys)
+print("FA with B = W^T vs OSTL:", max_relative_error(aligned, ostl))
+keys = jax.random.split(jax.random.key(3), len(transposed))
+random_b = tuple(jax.random.normal(k, b.shape, b.dtype) / b.shape[1] ** 0.5
+                 for k, b in zip(keys, transposed))
+fa = FeedbackAlignment(feedback=random_b).grad(model, loss, xs, ys)
+print("FA with random B, readout layer vs OSTL:", max_relative_error(fa.layers[2], ostl.layers[2]))
+hidden = eqslax.analysis.cosine_similarity(fa.layers[0], ostl.layers[0]).global_cosine
+print(f"FA with random B, hidden layer: cosine {float(hidden):.3f} to OSTL's")
