@@ -192,6 +192,15 @@ class Connect(AbstractNeuron):
         delayed = {i: jnp.zeros(self.shapes[i + 1], dtype) for k, i in self.edges if i >= k}
         return ConnectState(layers=states, delayed=delayed)
 
+    def edge_input(self, k: int, h: Array, source_output) -> Array:
+        r"""$h + \sum_i P^{k,i} y^i$: the input of layer `k` with every `cat` projection
+        into it added; `source_output(i)` gives $y^i$, the output of source layer `i`."""
+        for projection, (target, source) in zip(self.projections, self.edges):
+            if target == k:
+                y = source_output(source)
+                h = h + projection(y.reshape(-1) if y.ndim else y).reshape(self.shapes[k])
+        return h
+
     def forward(
         self, state: ConnectState, x: Float[Array, "*in"]
     ) -> tuple[ConnectState, tuple[Array, ...]]:
@@ -201,11 +210,7 @@ class Connect(AbstractNeuron):
         states = []
         h = x
         for k, layer in enumerate(self.layers):
-            for projection, (target, source) in zip(self.projections, self.edges):
-                if target != k:
-                    continue
-                y = outputs[source] if source < k else state.delayed[source]
-                h = h + projection(y.reshape(-1) if y.ndim else y).reshape(self.shapes[k])
+            h = self.edge_input(k, h, lambda i, k=k: outputs[i] if i < k else state.delayed[i])
             layer_state, h = _call_layer(layer, state.layers[k], h)
             states.append(layer_state)
             outputs.append(h)

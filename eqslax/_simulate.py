@@ -96,12 +96,9 @@ def layerwise_layers(
     states = []
     hs = xs
     for k, layer in enumerate(model.layers):
-        for projection, (target, source) in zip(model.projections, model.edges):
-            if target != k:
-                continue
-            ys = outputs[source]
-            flat = ys.reshape(ys.shape[0], -1) if ys.ndim > 1 else ys
-            hs = hs + jax.vmap(projection)(flat).reshape(hs.shape[0], *model.shapes[k])
+        if any(target == k for target, _ in model.edges):
+            add = lambda h, ys, k=k: model.edge_input(k, h, lambda i: ys[i])  # noqa: E731
+            hs = jax.vmap(add)(hs, tuple(outputs))
         layer_state, hs = _layer_over_time(layer, state.layers[k], hs, checkpoint)
         states.append(layer_state)
         outputs.append(hs)

@@ -90,7 +90,7 @@ def models(key):
 
 def rules():
     """Name -> rule, from the registry `eqslax compare` uses."""
-    from eqslax.compare._registry import RULES
+    from eqslax.compare import RULES
 
     # rules that estimate the gradient of the loss (FPTT changes the objective, STDP is
     # not a gradient rule), with their registry defaults

@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
+from .._preflight import check_int
+
 
 class AbstractLoader(abc.ABC):
     """Batches of one split. Subclasses give `n_samples`, `batch_size` and `batch`.
@@ -73,8 +75,7 @@ class ArrayLoader(AbstractLoader):
             raise ValueError(
                 f"ArrayLoader: `xs` has {xs.shape[0]} samples but `ys` has {ys.shape[0]}."
             )
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"ArrayLoader: `batch_size` must be an int >= 1, got {batch_size!r}.")
+        check_int(batch_size, "batch_size", "ArrayLoader")
         convert = jnp.asarray if prestage else np.asarray
         self.xs, self.ys = convert(xs), convert(ys)
         self.n_samples, self.batch_size = int(xs.shape[0]), batch_size

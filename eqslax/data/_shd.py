@@ -17,6 +17,7 @@ import numpy as np
 from jax.typing import DTypeLike
 from jaxtyping import Int, PRNGKeyArray, Real, jaxtyped
 
+from .._preflight import check_int
 from ._loader import AbstractLoader
 
 SHD_UNITS = 700
@@ -196,8 +197,7 @@ class SHDLoader(AbstractLoader):
     def __init__(self, path: str | os.PathLike, n_steps: int, batch_size: int, **options):
         """**Arguments:** `path`, `n_steps`, `batch_size` and the keyword `options` of
         `load_shd` (`max_time`, `binarize`, `bin_mode`, `dtype`)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"SHDLoader: `batch_size` must be an int >= 1, got {batch_size!r}.")
+        check_int(batch_size, "batch_size", "SHDLoader")
         if "index" in options:
             raise ValueError("SHDLoader: `index` is chosen per batch from the epoch's key.")
         _check_options(
