@@ -1,10 +1,11 @@
-"""Contract of the layer-wise rules over every layer kind (Linear, Recurrent) and neuron
+"""Contract of the layer-wise rules over every layer kind (Linear, Recurrent, Conv) and neuron
 (LIF, ALIF, CuBaLIF): each cell either equals BPTT in the rule's exact setting (float64,
 rtol 1e-10), with gradients shaped like `trainable(model)` and not all zero, or raises an
 error naming the layer and why. The exact settings: one layer (e-prop: one hidden layer and
 its leaky readout, MSE), resets detached; a recurrent layer has a diagonal W_rec for OSTL
 and OTPE (D-RTRL keeps each unit's self-connection path) and W_rec = 0 for the rules that
-treat y_(t-1) as an input only (OTTT, ApproxOTPE, e-prop)."""
+treat y_(t-1) as an input only (OTTT, ApproxOTPE, e-prop). e-prop refuses a convolutional
+layer, naming it."""
 
 import functools
 
@@ -21,9 +22,11 @@ N_IN, N, STEPS, BATCH = 3, 2, 5, 2
 # Every neuron with a detached reset (the exact setting of OTTT and e-prop) and a
 # trainable parameter, so that the neuron-parameter path is covered too.
 NEURONS = {
-    "LIF": lambda: eqslax.LIF(N, decay=0.8, detach_reset=True, train_decay=True),
-    "ALIF": lambda: eqslax.ALIF(N, adaptation=0.3, detach_reset=True, train_threshold=True),
-    "CuBaLIF": lambda: eqslax.CuBaLIF(N, synapse_decay=0.7, detach_reset=True, train_decay=True),
+    "LIF": lambda n=N: eqslax.LIF(n, decay=0.8, detach_reset=True, train_decay=True),
+    "ALIF": lambda n=N: eqslax.ALIF(n, adaptation=0.3, detach_reset=True, train_threshold=True),
+    "CuBaLIF": lambda n=N: eqslax.CuBaLIF(
+        n, synapse_decay=0.7, detach_reset=True, train_decay=True
+    ),
 }
 
 # rule, the recurrent weight of its exact setting, whether it needs e-prop's readout, and
@@ -40,6 +43,8 @@ MSE = eqslax.PerStep(lambda y, c: 0.5 * jnp.sum((y - c) ** 2), target="value")
 
 @functools.cache
 def problem(kind, neuron, weight, readout):
+    if kind == "Conv":
+        return conv_problem(neuron, readout)
     k = jax.random.split(jax.random.key(1), 4)
     linear = eqx.nn.Linear(N_IN, N, key=k[0])
     layer = NEURONS[neuron]()
@@ -57,18 +62,41 @@ def problem(kind, neuron, weight, readout):
     return model, loss, xs, ys
 
 
+# A convolutional layer: Conv1d(1 -> N channels, kernel 2) on length 4, then the neuron
+# on (N, 3); e-prop's readout follows a Flatten.
+CONV_IN, CONV_OUT = (1, 4), (N, 3)
+
+
+def conv_problem(neuron, readout):
+    k = jax.random.split(jax.random.key(2), 4)
+    conv = eqx.nn.Conv1d(1, N, 2, key=k[0])
+    conv = eqx.tree_at(lambda m: m.weight, conv, 2.0 * jnp.abs(conv.weight))
+    layers = [conv, NEURONS[neuron](CONV_OUT)]
+    if readout:
+        head = [eqx.nn.Linear(6, 2, key=k[1]), eqslax.LI(2, 0.6)]
+        layers += [eqslax.Flatten(CONV_OUT), *head]
+    model = eqslax.Connect(layers, in_shape=CONV_IN)
+    xs = random_spikes(k[2], (BATCH, STEPS, *CONV_IN), 0.6)
+    ys = jax.random.normal(k[3], (BATCH, STEPS, *model.out_shape))
+    return model, MSE, xs, ys
+
+
 @functools.cache
 def bptt(*key):
     return eqslax.BPTT().grad(*problem(*key))
 
 
 @pytest.mark.parametrize("neuron", sorted(NEURONS))
-@pytest.mark.parametrize("kind", ["Linear", "Recurrent"])
+@pytest.mark.parametrize("kind", ["Linear", "Recurrent", "Conv"])
 @pytest.mark.parametrize("name", sorted(RULES))
 def test_every_cell_is_exact_or_refused(name, kind, neuron):
     rule, weight, readout, refused = RULES[name]
     key = (kind, neuron, weight if kind == "Recurrent" else None, readout)
     model, loss, xs, ys = problem(*key)
+    if kind == "Conv" and name == "EProp":
+        with pytest.raises(ValueError, match=r"EProp: layer 1 \(\w+\) follows a convolution"):
+            rule.init_traces(model, model.init_state())
+        return
     if neuron in refused:
         with pytest.raises(ValueError, match=rf"{name}: layer 1 \(\w+\) .*state variables"):
             rule.init_traces(model, model.init_state())

@@ -78,7 +78,7 @@ def models(key):
             [
                 conv,
                 eqslax.LIF((2, 2)),
-                eqx.nn.Lambda(jnp.ravel),
+                eqslax.Flatten((2, 2)),
                 eqx.nn.Linear(4, 2, key=k4),
                 eqslax.LI(2),
             ],

@@ -88,6 +88,14 @@ def eprop_layers(model, reset_in_eligibility: bool, owner: str = "EProp") -> Lay
     layers = Layers(
         model, owner, rlif=True, view=lambda n: eligibility_neuron(n, reset_in_eligibility)
     )
+    for layer in layers:
+        if layer.kind == "conv":
+            raise ValueError(
+                f"{owner}: {layers.name(layer.index)} follows a convolution (layer "
+                f"{layer.position - 1}, {type(layer.affine).__name__}); e-prop's learning "
+                f"signal is broadcast per hidden unit through the readout feedback, which has "
+                f"no convolutional form here. Use OSTL, OTTT, OTPE or ApproxOTPE."
+            )
     last = len(model.layers) - 1
     readout = model.layers[last]
     if not isinstance(readout, LI):

@@ -8,11 +8,13 @@ import jax.tree_util as jtu
 from jaxtyping import Array, Float, PyTree
 
 from .._connect import Connect
+from .._flatten import Flatten
 from .._neurons import (
     LI,
     LIF,
     RLIF,
     AbstractNeuron,
+    AbstractPopulation,
     LIFState,
     Recurrent,
     RecurrentState,
@@ -39,26 +41,33 @@ class Layer(eqx.Module):
     $$I^l_t = W^l x^l_t + b^l + W^l_{rec}\, y^l_{t-1}, \qquad
       (h^l_t, y^l_t) = N^l(h^l_{t-1}, I^l_t),$$
 
-    with $W^l_{rec} = 0$ (`recurrent is None`) for a feed-forward layer.
+    with $W^l_{rec} = 0$ (`recurrent is None`) for a feed-forward layer. A convolutional
+    layer (`kind == "conv"`) has an `eqx.nn.Conv1d`/`Conv2d` as $W^l x + b^l$ and a neuron
+    of shape $(C_{out}, *S)$; the rules see it at each output position as a dense layer on
+    the unfolded input patch, with the weight shared over positions.
 
     **Fields:**
 
     - `index`: $l$, counted from the input.
     - `position`: where the neuron sits in `Connect.layers` (the affine map is at
       `position - 1`); error messages name this position.
-    - `affine`: the `eqx.nn.Linear` $W^l, b^l$.
+    - `affine`: the `eqx.nn.Linear` (or convolution) $W^l, b^l$.
     - `neuron`: the elementwise neuron $N^l$ (for `Recurrent(neuron)` the wrapped neuron).
     - `recurrent`: $W^l_{rec}$ `(n, n)`, from unit $j$'s $y_{t-1}$ to unit $i$'s input, or
       `None`.
-    - `kind`: `"feedforward"`, `"recurrent"` (an `eqslax.Recurrent`) or `"rlif"`.
+    - `kind`: `"feedforward"`, `"recurrent"` (an `eqslax.Recurrent`), `"rlif"` or
+      `"conv"`.
+    - `flatten`: an `eqslax.Flatten` precedes the affine map (its input is
+      $\mathrm{vec}(x^l)$).
     """
 
     index: int = eqx.field(static=True)
     position: int = eqx.field(static=True)
-    affine: eqx.nn.Linear
+    affine: eqx.nn.Linear | eqx.nn.Conv
     neuron: AbstractNeuron
     recurrent: Float[Array, "n n"] | None
     kind: str = eqx.field(static=True)
+    flatten: bool = eqx.field(static=True, default=False)
 
     @property
     def size(self) -> int:
@@ -71,12 +80,48 @@ class Layer(eqx.Module):
         return self.affine.in_features
 
 
-def _check_pair(model, index: int, position: int, owner: str, rlif: bool) -> Layer:
+CONVS = (eqx.nn.Conv1d, eqx.nn.Conv2d)
+
+
+def check_conv(conv, owner: str, position: int) -> None:
+    """The convolutions the rules handle: one group, zero padding."""
+    name = type(conv).__name__
+    if conv.groups != 1:
+        raise ValueError(
+            f"{owner}: layer {position} ({name}) has groups={conv.groups}; only groups=1 "
+            f"convolutions are supported."
+        )
+    if conv.padding_mode != "ZEROS":
+        raise ValueError(
+            f"{owner}: layer {position} ({name}) pads with mode {conv.padding_mode!r}; only "
+            f"padding_mode='ZEROS' is supported."
+        )
+
+
+def _check_conv_pair(conv, neuron, index, position, owner, flatten) -> Layer:
+    check_conv(conv, owner, position - 1)
+    name = type(neuron).__name__
+    if isinstance(neuron, (Recurrent, RLIF)):
+        raise ValueError(
+            f"{owner}: layer {position} ({name}) is recurrent after a convolution (layer "
+            f"{position - 1}); recurrent convolutional layers are not supported."
+        )
+    if not isinstance(neuron, AbstractPopulation) or not neuron.elementwise:
+        raise ValueError(
+            f"{owner}: layer {position} ({name}) after a convolution must be an elementwise "
+            f"population (unit i depends only on input i and its own state)."
+        )
+    return Layer(index, position, conv, neuron, None, "conv", flatten)
+
+
+def _check_pair(model, index: int, position: int, owner: str, rlif: bool, flatten: bool) -> Layer:
     linear, neuron = model.layers[position - 1], model.layers[position]
+    if isinstance(linear, CONVS):
+        return _check_conv_pair(linear, neuron, index, position, owner, flatten)
     if not isinstance(linear, eqx.nn.Linear) or linear.in_features == "scalar":
         raise ValueError(
-            f"{owner}: layer {position - 1} must be an eqx.nn.Linear with vector input, got "
-            f"{type(linear).__name__}."
+            f"{owner}: layer {position - 1} must be an eqx.nn.Linear with vector input or an "
+            f"eqx.nn.Conv1d/Conv2d, got {type(linear).__name__}."
         )
     name, kind, recurrent, inner = type(neuron).__name__, "feedforward", None, neuron
     if isinstance(neuron, Recurrent):
@@ -101,7 +146,7 @@ def _check_pair(model, index: int, position: int, owner: str, rlif: bool) -> Lay
             f"{owner}: layer {position} ({name}) must be a 1-D population of {n} units, got "
             f"input shape {inner.in_shape} and output shape {inner.out_shape}."
         )
-    return Layer(index, position, linear, inner, recurrent, kind)
+    return Layer(index, position, linear, inner, recurrent, kind, flatten)
 
 
 class Layers(eqx.Module):
@@ -110,7 +155,10 @@ class Layers(eqx.Module):
     where each layer's state and gradients live in the model's trees.
 
     A neuron may be elementwise (any number of state variables per unit) or
-    `eqslax.Recurrent(elementwise neuron)`. Anything else raises a `ValueError` naming
+    `eqslax.Recurrent(elementwise neuron)`. The affine map may be an
+    `eqx.nn.Conv1d`/`Conv2d` (then the neuron is an elementwise population of the
+    convolution's output shape), and an `eqslax.Flatten` may precede it
+    (`[Conv2d, LIF, Flatten, Linear, LIF, ...]`). Anything else raises a `ValueError` naming
     the first layer that cannot be handled and why.
 
     **Arguments:**
@@ -143,7 +191,9 @@ class Layers(eqx.Module):
             )
         count = len(model.layers)
         self.readout = None
-        if readout and count % 2 == 1 and count > 1 and isinstance(model.layers[-1], LI):
+        affine = (eqx.nn.Linear, *CONVS)
+        follows_neuron = count > 1 and not isinstance(model.layers[-2], (*affine, Flatten))
+        if readout and follows_neuron and isinstance(model.layers[-1], LI):
             self.readout = model.layers[-1]
             if jtu.tree_leaves(trainable(self.readout)):
                 raise ValueError(
@@ -152,10 +202,15 @@ class Layers(eqx.Module):
                     f"train_decay=False."
                 )
             count -= 1
-        if count % 2:
-            raise ValueError(f"{owner}: layer {count - 1} has no neuron after it.")
-        positions = range(1, count, 2)  # each neuron follows its affine map
-        layers = [_check_pair(model, i, p, owner, rlif) for i, p in enumerate(positions)]
+        layers = [
+            _check_pair(model, i, p, owner, rlif, flatten)
+            for i, (p, flatten) in enumerate(_positions(model, count, owner))
+        ]
+        if self.readout is not None and layers[-1].kind == "conv":
+            raise ValueError(
+                f"{owner}: the LI readout (layer {len(model.layers) - 1}) follows a "
+                f"convolutional layer directly; put Flatten and an eqx.nn.Linear before it."
+            )
         if view is not None:
             layers = [
                 eqx.tree_at(lambda m: m.neuron, layer, view(layer.neuron)) for layer in layers
@@ -215,8 +270,13 @@ class Layers(eqx.Module):
         layers[layer.position] = neuron_state
         return eqx.tree_at(lambda s: s.layers, state, tuple(layers))
 
+    def layer_input(self, index: int, h: Array) -> Array:
+        """$x^l_t$: the output `h` of the layer below, flattened if an `eqslax.Flatten`
+        precedes layer `index`'s affine map."""
+        return h.reshape(-1) if self.layers[index].flatten else h
+
     def current(self, index: int, x: Array, previous: Array | None) -> Array:
-        """$I^l_t = W^l x + b^l + W^l_{rec} y^l_{t-1}$."""
+        """$I^l_t = W^l x + b^l + W^l_{rec} y^l_{t-1}$ (`x` is $x^l_t$)."""
         layer = self.layers[index]
         current = layer.affine(x)
         if layer.recurrent is not None:
@@ -229,7 +289,7 @@ class Layers(eqx.Module):
         layer = self.layers[index]
         original = self.model.layers[layer.position]
         grads = eqx.tree_at(lambda g: g.layers[layer.position - 1], grads, layer_grads.affine)
-        if layer.kind == "feedforward":
+        if layer.kind in ("feedforward", "conv"):
             neuron_grad = _same_leaves(original, layer_grads.neuron)
         elif layer.kind == "recurrent":
             neuron_grad = trainable(original)
@@ -251,6 +311,19 @@ class Layers(eqx.Module):
         return eqx.tree_at(
             lambda g: g.layers[layer.position], grads, neuron_grad, is_leaf=lambda x: x is None
         )
+
+
+def _positions(model, count: int, owner: str):
+    """`(position, flatten)` of each neuron: it follows its affine map, which may follow an
+    `eqslax.Flatten`."""
+    position = 0
+    while position < count:
+        flatten = isinstance(model.layers[position], Flatten)
+        position += flatten
+        if position + 1 >= count:
+            raise ValueError(f"{owner}: layer {position} has no neuron after it.")
+        yield position + 1, flatten
+        position += 2
 
 
 def _same_leaves(original, grad):

@@ -118,12 +118,13 @@ def neuron_step(neuron: AbstractNeuron, state, current: Array):
     local = Local(
         J=jnp.stack([col[0] for col in state_cols], axis=1),
         h_input=h_input,
-        y_input=y_input,
-        y_state=jnp.stack([col[1] for col in state_cols]),
+        y_input=y_input.reshape(-1),
+        y_state=jnp.stack([col[1].reshape(-1) for col in state_cols]),
         h_param=tuple(col[0] for col in param_cols),
-        y_param=tuple(col[1] for col in param_cols),
+        y_param=tuple(col[1].reshape(-1) for col in param_cols),
     )
-    return rebuild(list(h_new), new_others), y, local
+    shapes = [leaf.shape for leaf, f in zip(state_leaves, where) if f]
+    return rebuild([a.reshape(s) for a, s in zip(h_new, shapes)], new_others), y, local
 
 
 def reduce_to(values: Array, shape: tuple[int, ...]) -> Array:
@@ -139,12 +140,13 @@ class LayerStep(eqx.Module):
     r"""What the forward sweep saw at layer $l$ on this step: the layer `input` $x^l_t$,
     the `previous` output $y^l_{t-1}$ of a recurrent layer (`None` otherwise), the
     neuron's `local` derivatives ([`eqslax.layerwise.Local`][]) and the `output`
-    $y^l_t$."""
+    $y^l_t$. For a convolutional layer `input` is the input map and `output` has the
+    neuron's shape."""
 
-    input: Float[Array, " n_in"]
+    input: Float[Array, "*n_in"]
     previous: Float[Array, " n"] | None
     local: Local
-    output: Float[Array, " n"]
+    output: Float[Array, "*n"]
 
 
 class LayerGrads(eqx.Module):

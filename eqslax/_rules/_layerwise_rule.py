@@ -7,6 +7,7 @@ import jax
 from jaxtyping import Array, PyTree
 
 from .._precision import check_one_float_dtype
+from ._conv import Positions
 from ._layers import Layers, zeros_like_grads
 from ._layerwise import LayerGrads, LayerStep, float_dtype, neuron_step, passback
 from ._online import AbstractOnlineRule
@@ -21,6 +22,7 @@ def forward(layers: Layers, state, x: Array):
     steps, h = [], x
     for index, _ in enumerate(layers):
         previous = layers.previous_output(state, index)
+        h = layers.layer_input(index, h)
         current = layers.current(index, h, previous)
         layer_state = layers.neuron_state(state, index)
         new_state, y, local = neuron_step(layers[index].neuron, layer_state, current)
@@ -48,6 +50,13 @@ class AbstractLayerwiseRule(AbstractOnlineRule):
 
     A concrete rule supplies those per-layer hooks and `init_layer`; traces are a module
     with a `layers` field holding one trace per layer (`traces_type`).
+
+    A convolutional layer (`kind == "conv"`) is handed to the hooks as the dense layer it
+    is at one output position (weight $W^{flat}$ on the unfolded input patch), and the
+    hooks are `jax.vmap`ped over positions: its trace has a leading position axis, the
+    gradient of the shared weight, bias and neuron parameters is summed over positions,
+    and the signal passed down is folded onto the input map by the transpose of the
+    unfolding. A rule written for dense layers thus runs on convolutions unchanged.
 
     **Hooks** (all receive the view `layers` and the layer number `index`):
 
@@ -95,10 +104,37 @@ class AbstractLayerwiseRule(AbstractOnlineRule):
         layers = self.view(model)
         dtype = float_dtype(state)
         per_layer = tuple(
-            self.init_layer(layers, index, layers.neuron_state(state, index), dtype)
+            self._init_layer(layers, index, layers.neuron_state(state, index), dtype)
             for index in range(len(layers))
         )
         return self.traces_type(per_layer)
+
+    def _init_layer(self, layers, index, state, dtype):
+        if layers[index].kind != "conv":
+            return self.init_layer(layers, index, state, dtype)
+        positions = Positions(layers, index)
+        return positions.map(
+            lambda view, s: self.init_layer(view, index, s, dtype), positions.state(state)
+        )
+
+    def _layer_step(self, layers, index, trace, step, signal):
+        """`advance`, `gradient` and (above the first layer) `passback` of layer `index`:
+        `(trace, LayerGrads, signal below or None)`; a convolution runs them per position."""
+
+        def hooks(layers, trace, step, signal):
+            trace, estimate = self.advance(layers, index, trace, step)
+            grads = self.gradient(layers, index, estimate, step, signal)
+            below = self.passback(layers, index, trace, step, signal) if index else None
+            return trace, grads, below
+
+        if layers[index].kind != "conv":
+            return hooks(layers, trace, step, signal)
+        positions = Positions(layers, index)
+        trace, grads, below = positions.map(
+            hooks, trace, positions.step(step), positions.units(signal)
+        )
+        below = None if below is None else positions.fold(step, below)
+        return trace, positions.grads(grads), below
 
     def step(self, model, state, traces, x, label, loss):
         layers = self.view(model)
@@ -108,10 +144,11 @@ class AbstractLayerwiseRule(AbstractOnlineRule):
         grads = zeros_like_grads(model)
         new = list(traces.layers)
         for index in reversed(range(len(layers))):
-            step = steps[index]
-            new[index], estimate = self.advance(layers, index, traces.layers[index], step)
-            grads = layers.write(grads, index, self.gradient(layers, index, estimate, step, signal))
+            new[index], layer_grads, below = self._layer_step(
+                layers, index, traces.layers[index], steps[index], signal
+            )
+            grads = layers.write(grads, index, layer_grads)
             if index:
-                signal = self.passback(layers, index, new[index], step, signal)
+                signal = below.reshape(steps[index - 1].output.shape)
         traces = eqx.tree_at(lambda t: t.layers, traces, tuple(new), is_leaf=lambda x: x is None)
         return state, traces, grads, y, value

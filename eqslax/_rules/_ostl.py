@@ -213,8 +213,17 @@ class OSTL(AbstractLayerwiseRule):
     $\sum_{j \ne i} g_i\, \partial y_{i,t}/\partial I_{i,t}\, W_{rec,ij}\,
     dy_{j,t-1}/d\theta$; the two agree when $W_{rec}$ is diagonal.
 
-    Layers it cannot handle (`cat` edges, `RLIF`, non-`Linear` maps, coupled neurons)
-    raise an error naming the layer.
+    **Convolutional layers** (`eqx.nn.Conv1d`/`Conv2d` with weight $(C_{out}, C_{in},
+    *K)$, then an elementwise neuron of shape $(C_{out}, *S)$, $P = \prod S$ output
+    positions): at each position the layer is a dense layer of $C_{out}$ units on the
+    unfolded input patch $u_p(x_t)$ (size $C_{in}\prod K$), with the weight shared over
+    positions. Unit $(c, p)$ depends on the weight only through its own input current, so
+    its eligibility $dh_{c,p}/dW_c$ is exact per unit and the layer's gradient is the sum
+    over positions: OSTL stays exact per layer (equal to BPTT for one conv layer). Memory
+    $O(k\, C_{out} C_{in} \prod K \cdot P)$ per layer and sample.
+
+    Layers it cannot handle (`cat` edges, `RLIF`, maps other than `Linear`/`Conv1d`/
+    `Conv2d`, coupled neurons) raise an error naming the layer.
     """
 
     traces_type: ClassVar[type] = OSTLTraces

@@ -140,6 +140,10 @@ class OTPE(AbstractLayerwiseRule):
 
     Memory $O(k\,n_{in} n + n_{in} n)$ per layer and sample.
 
+    A convolutional layer runs per output position on its unfolded patch, as in
+    [`eqslax.OSTL`][]; the gradient of the shared weight is summed over positions and the
+    signal passed down goes through the transpose of the unfolding.
+
     On a recurrent layer (`eqslax.Recurrent(neuron)`) $E^l$ and $dy^l_t/d\theta^l$ are
     OSTL's D-RTRL ones (with $W_{rec}$ among the parameters); `leak=0` is then OSTL too.
 
@@ -240,6 +244,9 @@ class ApproxOTPE(AbstractLayerwiseRule):
     Equal to OTPE, and to BPTT for two layers, when the surrogate derivative is constant
     and every reset is detached. Memory $O(2 n_{in} + n)$ per layer and sample
     ($O(2 n_{in} n)$ with per-neuron leaks).
+
+    A convolutional layer is traced per output position on its unfolded patch, as in
+    [`eqslax.OTTT`][].
 
     A recurrent layer's $W_{rec}$ gets the same two-level traces with $y_{t-1}$ as its
     presynaptic input, as in [`eqslax.OTTT`][]; `leak=0` is then OTTT too.

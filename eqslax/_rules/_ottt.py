@@ -162,6 +162,16 @@ class OTTT(AbstractLayerwiseRule):
     own later activity is dropped. With detached resets this equals OSTL when $W_{rec}$
     has a zero diagonal, and BPTT for a single layer when $W_{rec} = 0$.
 
+    A convolutional layer (`eqx.nn.Conv1d`/`Conv2d`, then an elementwise neuron) is
+    traced at each output position $p$ on its unfolded input patch: $\hat a_{p,t} =
+    \lambda \hat a_{p,t-1} + u_p(x_t) = u_p(\hat a^{map}_t)$ for a shared leak, the
+    trace of the input map seen through the patch, and $\nabla_W \ell_t = \sum_p
+    (g_{p,t} \odot \sigma'_{p,t}) \otimes \hat a_{p,t}$, the convolution's weight
+    gradient (its transpose) applied to the traced map. It equals OTTT on the equivalent
+    dense (Toeplitz) layer with the gradient summed over the shared weight, and BPTT for
+    one conv layer with the reset detached. Memory $O(\prod K \cdot n_{in})$ per layer
+    and sample (one patch per position).
+
     **Arguments:**
 
     - `leak`: $\lambda$ for every layer; `None` (default) reads each layer's own
