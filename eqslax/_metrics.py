@@ -30,6 +30,11 @@ def metric_names(loss: AbstractLoss) -> tuple[str, ...]:
     return ("mse", "r2") if loss.targets.kind == "value" else ("accuracy",)
 
 
+def primary_metric(loss: AbstractLoss) -> str:
+    """The metric rules are ranked by (higher is better): `"accuracy"` or `"r2"`."""
+    return "r2" if loss.targets.kind == "value" else "accuracy"
+
+
 @eqx.filter_jit
 def _totals(loss, outputs, targets):
     if loss.targets.kind == "value":

@@ -1,6 +1,7 @@
 """`eqslax.compare(model, rules, data, loss, ...)`: user-built models, user rules, seeds,
 the vmapped-seeds path, update budgets and the Student-t intervals."""
 
+import json
 import math
 
 import equinox as eqx
@@ -208,3 +209,78 @@ def test_rule_order_does_not_change_epoch_times(data):
     for bptt in (first, second):
         # every epoch's time is the steps alone: none holds a compilation
         assert max(bptt.seeds[0].history["epoch_time"]) < 0.5 * bptt.compile_time_s
+
+
+def regression_data(key, n=24):
+    r"""Targets $y_t = \sum_{s \le t} 0.7^{t-s} x_s$: a leaky integral of the input, which
+    a leaky readout can learn."""
+    kx, ky = jax.random.split(key)
+    xs = jax.random.normal(kx, (n, STEPS, UNITS))
+
+    def integrate(x):
+        def step(y, x_t):
+            y = 0.7 * y + x_t[:2]
+            return y, y
+
+        return jax.lax.scan(step, jnp.zeros(2), x)[1]
+
+    ys = jax.vmap(integrate)(xs)
+    cut = 2 * n // 3
+    return eqslax.data.Splits(xs[:cut], ys[:cut], xs[cut:], ys[cut:])
+
+
+def test_compare_ranks_a_regression_loss_by_test_r2(tmp_path):
+    data = regression_data(jax.random.key(3))
+    loss = eqslax.PerStep(optax.l2_loss)
+
+    def model(key):
+        return eqslax.feedforward((UNITS, HIDDEN, 2), key=key, readout="li")
+
+    rules = [eqslax.compare.rule("bptt", lr=3e-2), eqslax.compare.rule("ostl", lr=3e-3)]
+    result = eqslax.compare(
+        model, rules, data, loss, seeds=2, epochs=3, batch_size=4, progress=False
+    )
+    assert result.metric == "r2" and result.key == "test_r2"
+    for name in result.rules:
+        for s, seed_run in enumerate(result.runs[name].seeds):
+            history = seed_run.history
+            assert "test_accuracy" not in history and "train_accuracy" not in history
+            assert len(history["test_r2"]) == len(history["train_mse"]) == 3
+            test = eqslax.evaluate(seed_run.model, loss, data.test_x, data.test_y)
+            assert seed_run.final["test_r2"] == pytest.approx(test["r2"], rel=1e-6)
+            assert seed_run.final["test_mse"] == pytest.approx(test["mse"], rel=1e-6)
+            start = eqslax.evaluate(result.initial_models[s], loss, data.test_x, data.test_y)
+            assert seed_run.final["test_mse"] < start["mse"]  # training fits the targets
+    np.testing.assert_array_equal(
+        result.values("bptt"), [r.final["test_r2"] for r in result.runs["bptt"].seeds]
+    )
+    path = eqslax.compare.write_report(result, str(tmp_path), grid=3)
+    numbers = json.loads((tmp_path / "results.json").read_text())
+    bptt = numbers["rules"]["bptt"]
+    assert numbers["metric"] == "r2" and numbers["schema_version"] == 3
+    assert bptt["final_test_r2"] == pytest.approx(float(np.mean(result.values("bptt"))))
+    assert bptt["test_mse"]["n"] == 2 and bptt["neurobench"] is None
+    report = (tmp_path / "report.md").read_text()
+    assert path == str(tmp_path / "report.md")
+    assert "| test r2 |" in report and "| test mse |" in report
+
+
+def test_tune_lr_picks_the_best_validation_r2():
+    data = regression_data(jax.random.key(4), n=30)
+    loss = eqslax.PerStep(optax.l2_loss)
+    model = eqslax.feedforward((UNITS, HIDDEN, 2), key=jax.random.key(5), readout="li")
+    grid = (1e-3, 1.0)
+    result = eqslax.compare(
+        model,
+        [eqslax.compare.rule("bptt", lr=3e-2)],
+        data,
+        loss,
+        epochs=2,
+        batch_size=4,
+        tune_lr_grid=grid,
+        progress=False,
+    )
+    tuned = result.tuned_lr["bptt"]
+    assert tuned["metric"] == "r2" and tuned["grid"] == pytest.approx([3e-5, 3e-2])
+    assert tuned["validation"][1] > tuned["validation"][0]  # a 1000x smaller lr barely moves
+    assert tuned["chosen"] == pytest.approx(3e-2) and result.runs["bptt"].lr == tuned["chosen"]

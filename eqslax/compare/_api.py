@@ -11,13 +11,14 @@ import numpy as np
 
 from .._finite import check_finite
 from .._losses import AbstractLoss
+from .._metrics import primary_metric
 from ._loop import Plan, RuleRun, check_rule, train_rule
 from ._registry import Rule, rule
 from ._stats import Interval, mean_ci, paired_difference
 from ._steps import updates_per_batch
 from ._tune import tune_lr
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUDGETS = ("epochs", "updates")
 
 
@@ -47,17 +48,26 @@ class CompareResult:
     def rules(self) -> tuple[str, ...]:
         return tuple(self.runs)
 
-    def values(self, name: str, key: str = "test_accuracy") -> np.ndarray:
-        """`key` of each seed's final metrics (or a per-rule number) for rule `name`."""
+    @property
+    def key(self) -> str:
+        """The final number rules are ranked by: `"test_accuracy"`, or `"test_r2"` for a
+        regression loss."""
+        return f"test_{self.metric}"
+
+    def values(self, name: str, key: str | None = None) -> np.ndarray:
+        """`key` (default [`key`][eqslax.compare.CompareResult.key]) of each seed's final
+        metrics (or a per-rule number) for rule `name`."""
+        key = self.key if key is None else key
         run = self.runs[name]
         if key in run.seeds[0].final:
             return np.array([s.final[key] for s in run.seeds])
         return np.array([getattr(run, key)])
 
-    def interval(self, name: str, key: str = "test_accuracy") -> Interval:
+    def interval(self, name: str, key: str | None = None) -> Interval:
+        """Mean ± 95 % interval over seeds of `key` (default `key`) for rule `name`."""
         return mean_ci(self.values(name, key))
 
-    def difference(self, a: str, b: str, key: str = "test_accuracy") -> Interval:
+    def difference(self, a: str, b: str, key: str | None = None) -> Interval:
         """`a - b` paired by seed."""
         return paired_difference(self.values(a, key), self.values(b, key))
 
@@ -134,7 +144,10 @@ def compare(
       seed, or `key -> model` to initialise each seed differently.
     - `rules`: registry names (`"bptt"`, `"ostl"`, ...) or [`eqslax.compare.Rule`][]s.
     - `data`: `train_x (batch, time, in)`, `train_y`, `test_x`, `test_y`.
-    - `loss`: an eqslax loss (online and deferred drivers need a per-step loss).
+    - `loss`: an eqslax loss (online and deferred drivers need a per-step loss). Its
+      targets set the task metric rules are ranked by: test accuracy for class labels,
+      test $R^2$ (with the MSE beside it) for real-valued targets, e.g.
+      `PerStep(optax.l2_loss)`.
     - `seeds`: a count $N$ (seeds $0..N-1$) or the seeds. Seed $s$ draws the initial model
       from `fold_in(key(s), 1)` and its data order from `fold_in(key(s), 2)`; every rule
       sees the same $N$ initial models and orders.
@@ -145,7 +158,8 @@ def compare(
     - `vmap_seeds`: train the seeds of a rule as one vmapped program (one compile).
     - `tune_lr_grid`: factors of each rule's learning rate tried on a validation split
       (the last 20 % of the training set), one seed, `epochs` epochs; the best final
-      validation accuracy wins and is used for the real runs.
+      validation metric (accuracy, or $R^2$ for a regression loss) wins and is used for
+      the real runs.
     - `similarity_every`, `trajectory_every`: every how many batches the gradient
       similarity to BPTT and the parameters are recorded.
 
@@ -202,7 +216,7 @@ def compare(
         budget=budget,
         epochs=epochs,
         batch_size=batch_size,
-        metric="accuracy",
+        metric=primary_metric(loss),
         shared_init=shared,
         tuned_lr=tuned,
         description=description,

@@ -10,11 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._metrics import add_totals, metric_names, primary_metric
 from .._rules import BPTT, AbstractLearningRule
 from .._rules._base import check_batch
 from ._progress import Progress
 from ._registry import Rule
-from ._seedwise import Evaluation, batch_accuracy, similarity, snapshot
+from ._seedwise import Evaluation, batch_totals, seed_metrics, similarity, snapshot
 from ._steps import (
     backward_steps_per_batch,
     compiled_step,
@@ -34,7 +35,7 @@ class SeedRun:
     history: dict[str, list]
     final: dict[str, float]
     model: object
-    trajectory: np.ndarray
+    trajectory: np.ndarray | None
     similarity_steps: list[int]
     similarity_curves: dict[str, list[float]]
     initial_similarity: object | None
@@ -171,12 +172,13 @@ def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> R
     test_y = check_batch(initial[0], loss, data.test_x, data.test_y, spec.name)
     vmapped = bool(vmap and spec.vmap_seeds and n > 1)
     models, states, compiled, compile_s, memory = _compile(spec, step, initial, data, size, vmapped)
-    evaluation, accuracy = Evaluation(loss, vmapped), batch_accuracy(loss)
+    evaluation, measure = Evaluation(loss, vmapped), batch_totals(loss)
+    metrics = metric_names(loss)
     recorder = _Recorder(spec, loss, plan, vmapped, n)
     first = _gather(data.train_x, data.train_y, [np.arange(size)] * n, 0, size)
     initial_similarity = recorder.initial(models, *first)
     train_x, train_y = np.asarray(data.train_x), np.asarray(data.train_y)
-    histories = [{k: [] for k in _COLUMNS} for _ in range(n)]
+    histories = [{k: [] for k in columns(loss)} for _ in range(n)]
     epoch_times, total, done, epochs = [], 0.0, 0, math.ceil(batches / per_epoch)
     bar = Progress(plan.progress, spec.name, seeds, epochs, per_epoch)
     for epoch in range(epochs):
@@ -185,7 +187,7 @@ def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> R
             for k in keys
         ]
         in_epoch = min(per_epoch, batches - done)
-        losses, correct = [], []
+        losses, totals = [], None
         elapsed = 0.0
         for batch in range(in_epoch):
             xs, ys = _gather(train_x, train_y, orders, batch, size)
@@ -196,7 +198,7 @@ def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> R
             )
             elapsed += time.perf_counter() - start
             losses.append(values)
-            correct.append(accuracy(outputs, ys))
+            totals = add_totals(totals, measure(outputs, ys))
             done += 1
             bar.batch(epoch, batch + 1, float(np.mean(values)))
         if in_epoch == per_epoch or not epoch_times:
@@ -204,19 +206,20 @@ def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> R
         total += elapsed
         tests = evaluation(models, data.test_x, test_y, n)
         for s in range(n):
+            train = seed_metrics(loss, totals, s)
             row = {
                 "epoch": epoch + 1,
                 "step": done,
                 "updates": done * updates_per_batch(spec, steps),
                 "train_loss": float(np.mean([v[s] for v in losses])),
-                "train_accuracy": float(np.mean([c[s] for c in correct])),
+                **{f"train_{m}": train[m] for m in metrics},
                 "test_loss": tests[s]["loss"],
-                "test_accuracy": tests[s]["accuracy"],
+                **{f"test_{m}": tests[s][m] for m in metrics},
                 "epoch_time": elapsed,
             }
             for key, value in row.items():
                 histories[s][key].append(value)
-        bar.epoch(epoch, elapsed, [h["test_accuracy"][-1] for h in histories])
+        bar.epoch(epoch, elapsed, [h[f"test_{primary_metric(loss)}"][-1] for h in histories])
     recorder.finish(models)
     runs = []
     for s in range(n):
@@ -225,7 +228,7 @@ def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> R
             SeedRun(
                 seed=seeds[s],
                 history=histories[s],
-                final={k: histories[s][k][-1] for k in _FINAL},
+                final={k: histories[s][k][-1] for k in finals(loss)},
                 model=unstack(models, s) if vmapped else models[s],
                 trajectory=trajectory,
                 similarity_steps=similarity_steps,
@@ -253,14 +256,13 @@ def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> R
     )
 
 
-_COLUMNS = (
-    "epoch",
-    "step",
-    "updates",
-    "train_loss",
-    "train_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "epoch_time",
-)
-_FINAL = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+def finals(loss) -> tuple[str, ...]:
+    """The final numbers of a seed: losses and `loss`'s task metrics, train and test."""
+    return tuple(
+        f"{split}_{name}" for split in ("train", "test") for name in ("loss", *metric_names(loss))
+    )
+
+
+def columns(loss) -> tuple[str, ...]:
+    """The per-epoch history columns for `loss`."""
+    return ("epoch", "step", "updates", *finals(loss), "epoch_time")

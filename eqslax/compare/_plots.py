@@ -21,7 +21,8 @@ def _band(ax, x, rows, label, color):
 
 
 def training_bands(results):
-    """Test accuracy and training loss over epochs: mean over seeds, 95 % band."""
+    """The test metric (accuracy or $R^2$) and the training loss over epochs: mean over
+    seeds, 95 % band."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -29,7 +30,7 @@ def training_bands(results):
     for k, (name, run) in enumerate(results.runs.items()):
         color = colors[k % len(colors)]
         x = run.seeds[0].history["epoch"]
-        _band(axes[0], x, [s.history["test_accuracy"] for s in run.seeds], name, color)
+        _band(axes[0], x, [s.history[results.key] for s in run.seeds], name, color)
         _band(axes[1], x, [s.history["train_loss"] for s in run.seeds], name, color)
     axes[0].set(xlabel="epoch", ylabel=f"test {results.metric}")
     axes[1].set(xlabel="epoch", ylabel="training loss")

@@ -18,9 +18,13 @@ def _floats(values):
 
 
 def _neurobench(results: CompareResult) -> dict:
+    """NeuroBench metrics of each rule's first-seed model, for class labels per sequence
+    (NeuroBench's classification accuracy); `{}` otherwise."""
     from ..neurobench import neurobench_metrics
 
     data = results.data
+    if results.metric != "accuracy" or np.ndim(data.test_y) != 1:
+        return {}
     try:
         return {
             name: neurobench_metrics(run.seeds[0].model, data.test_x, data.test_y)
@@ -62,10 +66,12 @@ def _rule_json(results: CompareResult, name: str, neurobench: dict) -> dict:
         "time_per_epoch_s": run.time_per_epoch_s,
         "train_time_s": run.train_time_s,
         "peak_memory_bytes": run.peak_memory_bytes,
-        "final_test_accuracy": float(np.mean(results.values(name, "test_accuracy"))),
-        "test_accuracy": results.interval(name, "test_accuracy").to_dict(),
-        "test_loss": results.interval(name, "test_loss").to_dict(),
-        "train_loss": results.interval(name, "train_loss").to_dict(),
+        f"final_{results.key}": float(np.mean(results.values(name))),
+        **{
+            key: results.interval(name, key).to_dict()
+            for key in run.seeds[0].final
+            if key.startswith("test_") or key == "train_loss"
+        },
         "initial_global_cosine": None if cos is None else mean_ci(cos).to_dict(),
         "history": run.seeds[0].history,
         "similarity_steps": run.seeds[0].similarity_steps,
@@ -130,9 +136,8 @@ def write_report(results: CompareResult, out: str, config=None, grid: int = 15) 
         else "seed s draws its own initial model; every rule starts from the same one"
     )
     tuned = "".join(
-        f"\n- {name}: learning rates {t['grid']} scored "
-        f"{[round(v, 3) for v in t['validation_accuracy']]}"
-        f" on the validation split; chosen {t['chosen']:g}."
+        f"\n- {name}: learning rates {t['grid']} scored validation {t['metric']} "
+        f"{[round(v, 3) for v in t['validation']]}; chosen {t['chosen']:g}."
         for name, t in results.tuned_lr.items()
     )
     nb = (

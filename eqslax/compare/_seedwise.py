@@ -14,7 +14,7 @@ import jax.tree_util as jtu
 import numpy as np
 
 from .. import analysis
-from .._metrics import _totals, finish_metrics
+from .._metrics import _totals, add_totals, finish_metrics
 from .._rules import BPTT
 from .._simulate import simulate
 
@@ -68,7 +68,7 @@ class Evaluation:
             for s in range(seeds):
                 loss_sums[s] += float(sums[s])
                 mine = {k: np.asarray(v[s], np.float64) for k, v in parts.items()}
-                totals[s] = mine if totals[s] is None else {k: totals[s][k] + mine[k] for k in mine}
+                totals[s] = add_totals(totals[s], mine)
         n = xs.shape[0]
         return [
             {"loss": loss_sums[s] / n, **finish_metrics(self.loss, totals[s])} for s in range(seeds)
@@ -90,12 +90,21 @@ def snapshot(vmapped: bool):
     return seedwise(analysis.flatten_params, vmapped)
 
 
-def batch_accuracy(loss):
-    """`outputs (seeds, batch, time, out), ys (seeds, batch) ->` each seed's fraction of
-    correct predictions on its batch."""
+def batch_totals(loss):
+    """`outputs (seeds, batch, time, out), ys (seeds, batch, ...) ->` each seed's metric
+    totals on its batch (`eqslax._metrics` sums, leading seed axis), as float64 host
+    arrays; `eqslax._metrics.add_totals` accumulates them and `seed_metrics` finishes them."""
 
     @eqx.filter_jit
-    def correct(outputs, ys):
-        return jnp.mean(jax.vmap(jax.vmap(loss.predict))(outputs) == ys, axis=1)
+    def totals(outputs, ys):
+        return jax.vmap(lambda o, y: _totals(loss, o, y))(outputs, ys)
 
-    return lambda outputs, ys: np.asarray(correct(outputs, ys))
+    return lambda outputs, ys: {
+        k: np.asarray(v, np.float64) for k, v in totals(outputs, ys).items()
+    }
+
+
+def seed_metrics(loss, totals: dict | None, seed: int) -> dict[str, float]:
+    """Seed `seed`'s task metrics from per-seed totals."""
+    mine = None if totals is None else {k: v[seed] for k, v in totals.items()}
+    return finish_metrics(loss, mine)

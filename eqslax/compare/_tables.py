@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 
+from .._metrics import metric_names
 from ._stats import mean_ci, paired_difference
 
 REFERENCE = "bptt"
@@ -35,14 +36,21 @@ def _gap(results, name: str) -> str:
     return paired_difference(results.values(name), results.values(ref)).format()
 
 
+def test_metrics(results) -> tuple[str, ...]:
+    """The loss's task metrics, the ranking metric first (`accuracy`; `r2`, `mse`)."""
+    names = metric_names(results.loss)
+    return (results.metric, *(m for m in names if m != results.metric))
+
+
 def main_table(results) -> str:
-    metric = results.metric
+    metrics = test_metrics(results)
     header = [
         "rule",
         "driver",
         "lr",
-        f"test {metric}",
+        f"test {metrics[0]}",
         f"gap to {reference_of(results)} (paired)",
+        *(f"test {m}" for m in metrics[1:]),
         "train loss",
         "updates",
         "forward steps",
@@ -59,8 +67,9 @@ def main_table(results) -> str:
             name,
             run.driver,
             f"{run.lr:g}",
-            results.interval(name, "test_accuracy").format(),
+            results.interval(name).format(),
             _gap(results, name),
+            *(results.interval(name, f"test_{m}").format(4) for m in metrics[1:]),
             results.interval(name, "train_loss").format(),
             str(run.updates),
             str(run.forward_steps),
@@ -76,8 +85,9 @@ def main_table(results) -> str:
     return "\n".join(lines)
 
 
-def pairs(results, key: str = "test_accuracy"):
-    """Every pair of rules: (a, b, interval of a - b paired by seed, verdict)."""
+def pairs(results, key: str | None = None):
+    """Every pair of rules: (a, b, interval of a - b paired by seed, verdict), of `key`
+    (default: the ranking metric `results.key`)."""
     out = []
     for a, b in itertools.combinations(results.rules, 2):
         diff = paired_difference(results.values(a, key), results.values(b, key))

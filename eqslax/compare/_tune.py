@@ -2,37 +2,32 @@
 
 import dataclasses
 
-import jax
+import numpy as np
 
+from .._metrics import primary_metric
+from ..data import Splits
 from ._registry import Rule
 
 VALIDATION_FRACTION = 0.2
 
 
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """In-memory arrays with a train and a test (here: validation) split."""
-
-    train_x: jax.Array
-    train_y: jax.Array
-    test_x: jax.Array
-    test_y: jax.Array
-
-
-def validation_split(data, fraction: float = VALIDATION_FRACTION) -> Split:
+def validation_split(data, fraction: float = VALIDATION_FRACTION) -> Splits:
     """The first `1 - fraction` of the training set to train on, the rest to validate."""
     n = data.train_x.shape[0]
     cut = n - max(1, int(round(n * fraction)))
-    return Split(data.train_x[:cut], data.train_y[:cut], data.train_x[cut:], data.train_y[cut:])
+    return Splits(data.train_x[:cut], data.train_y[:cut], data.train_x[cut:], data.train_y[cut:])
 
 
 def tune_lr(spec: Rule, model, key, data, loss, batches, plan, grid) -> dict:
     """Train `spec` once per factor in `grid` (times its learning rate) on the training
     part of [`validation_split`][] and keep the learning rate with the best final
-    validation accuracy. Returns `{"grid", "validation_accuracy", "chosen"}`."""
+    validation metric (accuracy, or $R^2$ for a regression loss). Returns `{"grid",
+    "metric", "validation", "chosen"}`: the learning rates, the metric's name, its
+    validation value for each learning rate, and the chosen learning rate."""
     from ._api import _with_lr
     from ._loop import train_rule
 
+    metric = primary_metric(loss)
     split = validation_split(data)
     per_epoch = split.train_x.shape[0] // plan.batch_size
     if per_epoch < 1:
@@ -56,6 +51,6 @@ def tune_lr(spec: Rule, model, key, data, loss, batches, plan, grid) -> dict:
             small,
             False,
         )
-        scores.append(run.seeds[0].final["test_accuracy"])
-    best = max(range(len(lrs)), key=lambda i: scores[i])
-    return {"grid": lrs, "validation_accuracy": scores, "chosen": lrs[best]}
+        scores.append(run.seeds[0].final[f"test_{metric}"])
+    best = max(range(len(lrs)), key=lambda i: -np.inf if np.isnan(scores[i]) else scores[i])
+    return {"grid": lrs, "metric": metric, "validation": scores, "chosen": lrs[best]}

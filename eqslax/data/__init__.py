@@ -23,3 +23,4 @@ from ._shd import (
     SHDLoader as SHDLoader,
     load_shd as load_shd,
 )
+from ._splits import Splits as Splits
