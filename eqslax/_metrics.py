@@ -26,13 +26,14 @@ from ._losses import AbstractLoss
 
 
 def metric_names(loss: AbstractLoss) -> tuple[str, ...]:
-    """The task metrics of `loss`: `("accuracy",)` or `("mse", "r2")`."""
+    """The task metrics of `loss`: `("accuracy",)` or `("mse", "r2")`; the last is the
+    one rules are ranked by (`primary_metric`)."""
     return ("mse", "r2") if loss.targets.kind == "value" else ("accuracy",)
 
 
 def primary_metric(loss: AbstractLoss) -> str:
     """The metric rules are ranked by (higher is better): `"accuracy"` or `"r2"`."""
-    return "r2" if loss.targets.kind == "value" else "accuracy"
+    return metric_names(loss)[-1]
 
 
 @eqx.filter_jit

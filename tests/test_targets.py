@@ -167,16 +167,9 @@ def test_evaluate_and_fit_report_mse_and_r2():
     assert scores["r2"] == pytest.approx(1 - np.sum(residual**2) / spread, rel=1e-10)
     assert set(scores) == {"loss", "mse", "r2"}
 
-    class Split(eqx.Module):
-        train_x: jax.Array
-        train_y: jax.Array
-        test_x: jax.Array
-        test_y: jax.Array
-
     step = eqslax.train_offline(model, loss, optax.adam(1e-2))
-    _, history = eqslax.fit(
-        model, step, Split(xs, ys, xs, ys), epochs=2, batch_size=4, key=k[0], progress=False
-    )
+    data = eqslax.data.Splits(xs, ys, xs, ys)
+    _, history = eqslax.fit(model, step, data, epochs=2, batch_size=4, key=k[0], progress=False)
     for name in ("train_mse", "train_r2", "test_mse", "test_r2"):
         assert len(history[name]) == 2 and np.all(np.isfinite(history[name]))
     assert "train_accuracy" not in history

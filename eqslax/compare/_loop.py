@@ -173,7 +173,7 @@ def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> R
     vmapped = bool(vmap and spec.vmap_seeds and n > 1)
     models, states, compiled, compile_s, memory = _compile(spec, step, initial, data, size, vmapped)
     evaluation, measure = Evaluation(loss, vmapped), batch_totals(loss)
-    metrics = metric_names(loss)
+    metrics, key = metric_names(loss), f"test_{primary_metric(loss)}"
     recorder = _Recorder(spec, loss, plan, vmapped, n)
     first = _gather(data.train_x, data.train_y, [np.arange(size)] * n, 0, size)
     initial_similarity = recorder.initial(models, *first)
@@ -219,7 +219,7 @@ def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> R
             }
             for key, value in row.items():
                 histories[s][key].append(value)
-        bar.epoch(epoch, elapsed, [h[f"test_{primary_metric(loss)}"][-1] for h in histories])
+        bar.epoch(epoch, elapsed, [h[key][-1] for h in histories])
     recorder.finish(models)
     runs = []
     for s in range(n):

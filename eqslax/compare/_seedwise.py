@@ -60,18 +60,16 @@ class Evaluation:
         self.function = seedwise(totals, vmapped, shared=2)
 
     def __call__(self, models, xs, ys, seeds: int) -> list[dict[str, float]]:
-        loss_sums, totals = [0.0] * seeds, [None] * seeds
+        loss_sums, totals = np.zeros(seeds), None
         for start in range(0, xs.shape[0], self.chunk):
             x, y = xs[start : start + self.chunk], ys[start : start + self.chunk]
             sums, parts = self.function(models, x, y)
-            sums, parts = np.asarray(sums), jtu.tree_map(np.asarray, parts)
-            for s in range(seeds):
-                loss_sums[s] += float(sums[s])
-                mine = {k: np.asarray(v[s], np.float64) for k, v in parts.items()}
-                totals[s] = add_totals(totals[s], mine)
+            loss_sums += np.asarray(sums, np.float64)
+            totals = add_totals(totals, {k: np.asarray(v, np.float64) for k, v in parts.items()})
         n = xs.shape[0]
         return [
-            {"loss": loss_sums[s] / n, **finish_metrics(self.loss, totals[s])} for s in range(seeds)
+            {"loss": float(loss_sums[s]) / n, **seed_metrics(self.loss, totals, s)}
+            for s in range(seeds)
         ]
 
 

@@ -60,6 +60,7 @@ from typing import Any
 
 import optax
 
+from ..data import Splits
 from ._registry import DRIVERS, RULES, Rule, rule
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lion", "nadam")
@@ -92,16 +93,6 @@ class Experiment:
     grid: int
     description: str
     raw: dict
-
-
-@dataclasses.dataclass
-class ArrayData:
-    """In-memory arrays as `eqslax.compare` reads them."""
-
-    train_x: Any
-    train_y: Any
-    test_x: Any
-    test_y: Any
 
 
 def _kind(value) -> str:
@@ -181,7 +172,7 @@ def _data(path: str, table) -> tuple[Any, dict]:
     return data, {"name": name, "seed": seed, **options}
 
 
-def _npz(path: str, file: str) -> ArrayData:
+def _npz(path: str, file: str) -> Splits:
     import jax.numpy as jnp
     import numpy as np
 
@@ -192,9 +183,7 @@ def _npz(path: str, file: str) -> ArrayData:
         missing = [k for k in ("train_x", "train_y", "test_x", "test_y") if k not in arrays]
         if missing:
             raise ConfigError(f"{path}: `data.path`: {file!r} lacks {', '.join(missing)}.")
-        return ArrayData(
-            *(jnp.asarray(arrays[k]) for k in ("train_x", "train_y", "test_x", "test_y"))
-        )
+        return Splits(*(jnp.asarray(arrays[k]) for k in ("train_x", "train_y", "test_x", "test_y")))
 
 
 def _network(path: str, table, n_in: int, n_out: int):
