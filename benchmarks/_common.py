@@ -175,6 +175,14 @@ def write_json(path: str, data: Any) -> None:
     _replace_into(path, write)
 
 
+def write_text(path: str, text: str) -> None:
+    def write(temporary: str) -> None:
+        with open(temporary, "w") as file:
+            file.write(text)
+
+    _replace_into(path, write)
+
+
 def save_figure(figure, path: str) -> None:
     """Save a matplotlib figure as PNG, atomically, and close it."""
     import matplotlib.pyplot as plt

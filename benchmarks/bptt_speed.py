@@ -9,15 +9,19 @@ output spikes. Each LIF layer :math:`l` computes, per step,
     s^l_t = H(v^l_t - \vartheta), \quad u^l_t = v^l_t - \vartheta s^l_t
 
 with the fast-sigmoid surrogate :math:`\partial s/\partial v = 1/(1 + k|v - \vartheta|)^2`.
-Four timings per size, in one process on the same weights and inputs:
+Six timings per size, in one process on the same weights and inputs:
 
 - **eqslax**: ``jax.vmap`` of :func:`eqslax.simulate`, summed, differentiated with
-  ``eqx.filter_grad`` under ``eqx.filter_jit``;
+  ``eqx.filter_grad`` under ``eqx.filter_jit`` (``schedule="step"``, the default);
+- **eqslax layer-wise**: the same with ``schedule="layerwise"`` and the best ``unroll``
+  of ``--unrolls`` (each timed first, interleaved);
 - **train step**: one :func:`eqslax.train_offline` step (BPTT, an ``Accumulated`` spike
   count loss, ``optax.sgd``);
 - **hand scan**, the framework floor: the same equations written directly as one
   ``jax.lax.scan`` over batched arrays (``x @ W.T + b``) with a ``jax.custom_jvp``
   Heaviside;
+- **hand layer-wise**: the same equations by hand in the layer-wise order, each layer's
+  input products for all steps as one GEMM and then a scan over the neuron alone;
 - **matmul floor**, the physical limit: only the matrix products of all steps, each
   layer's as one GEMM on random spikes, forward and backward, without the recurrence.
 
@@ -59,7 +63,7 @@ from ._peers import ADAPTERS, Peer
 
 WEIGHT_SCALE = 3.0  # times eqx.nn.Linear's U(+-1/sqrt(n)), so that every layer spikes
 INPUT_RATE = 0.2  # input spike probability per step and unit
-GPU_SIZES = (1024, 2048, 4096)
+GPU_SIZES = (1024, 2048, 4096, 6144)
 Params = tuple[tuple[Array, Array], ...]
 
 
@@ -116,6 +120,17 @@ eqslax_forward = eqx.filter_jit(eqslax_spikes)
 eqslax_fwd_bwd = eqx.filter_jit(eqx.filter_grad(eqslax_loss))
 
 
+@functools.cache
+def eqslax_fwd_bwd_for(schedule: str, unroll: int):
+    """``eqslax_fwd_bwd`` with ``simulate(schedule=..., unroll=...)``."""
+
+    def loss(model, xs):
+        run = lambda x: eqslax.simulate(model, x, schedule=schedule, unroll=unroll)[1]  # noqa: E731
+        return jnp.sum(jax.vmap(run)(xs))
+
+    return eqx.filter_jit(eqx.filter_grad(loss))
+
+
 # --- the framework floor: a hand-written scan ---------------------------------------
 
 
@@ -155,6 +170,34 @@ hand_fwd_bwd = jax.jit(
 )
 
 
+def hand_layerwise_spikes(params: Params, xs: Array, constants: LIFConstants, unroll: int) -> Array:
+    """Output spikes ``(time, batch, n)``, one layer at a time: the input currents of
+    every step as one GEMM ``(T, B, n_in) @ W^T``, then a scan over the membrane alone."""
+    decay, threshold, slope = constants
+
+    def neuron(u, current):
+        v = decay * u + current
+        s = heaviside(v - threshold, slope)
+        return v - threshold * s, s
+
+    h = jnp.swapaxes(xs, 0, 1)
+    for weight, bias in params:
+        currents = h @ weight.T + bias
+        start = jnp.zeros(currents.shape[1:], xs.dtype)
+        _, h = jax.lax.scan(neuron, start, currents, unroll=unroll)
+    return h
+
+
+hand_layerwise_fwd_bwd = jax.jit(
+    jax.grad(
+        lambda params, xs, constants, unroll: jnp.sum(
+            hand_layerwise_spikes(params, xs, constants, unroll)
+        )
+    ),
+    static_argnums=(2, 3),
+)
+
+
 # --- the physical limit: the matmuls alone ------------------------------------------
 
 
@@ -182,14 +225,24 @@ def max_abs(a, b) -> float:
 
 
 def check_agreement(model, eqslax_grads, hand_grads, xs, constants) -> dict[str, Any]:
-    """Same spikes (exactly) and same weight and bias gradients (to rounding)."""
+    """Same spikes (exactly) and same weight and bias gradients (to rounding).
+    `eqslax_grads`: one or more gradients (every variant timed) checked against
+    `hand_grads`, itself one or more (the hand scan and its layer-wise form)."""
     spikes_eqslax = eqslax_forward(model, xs)
     spikes_hand = jnp.swapaxes(hand_forward(hand_parameters(model), xs, constants), 0, 1)
-    ours = hand_parameters(eqslax_grads)
+    if not isinstance(eqslax_grads, (list, tuple)):
+        eqslax_grads = [eqslax_grads]
+    if not isinstance(hand_grads, list):
+        hand_grads = [hand_grads]
+    reference, *other_hand = hand_grads
+    candidates = [hand_parameters(g) for g in eqslax_grads] + other_hand
     grad_abs = max(
-        max_abs(g, h) for pair_g, pair_h in zip(ours, hand_grads) for g, h in zip(pair_g, pair_h)
+        max_abs(g, h)
+        for ours in candidates
+        for pair_g, pair_h in zip(ours, reference)
+        for g, h in zip(pair_g, pair_h)
     )
-    scale = max(float(jnp.max(jnp.abs(h))) for pair in hand_grads for h in pair)
+    scale = max(float(jnp.max(jnp.abs(h))) for pair in reference for h in pair)
     grad_rel = grad_abs / max(scale, 1e-30)
     tolerance = 1e-10 if xs.dtype == jnp.float64 else 1e-4
     spike_diff = max_abs(spikes_eqslax, spikes_hand)
@@ -213,11 +266,21 @@ def bench_size(size: int, args: argparse.Namespace, key: PRNGKeyArray) -> dict[s
         "eqslax": compile_seconds(eqslax_fwd_bwd, model, xs),
         "hand": compile_seconds(hand_fwd_bwd, params, xs, constants),
     }
+    sweep = unroll_sweep(model, params, xs, constants, args)
+    unroll, hand_unroll = sweep["best_eqslax"], sweep["best_hand"]
+    layerwise = eqslax_fwd_bwd_for("layerwise", unroll)
+    compile_costs["eqslax_layerwise"] = sweep["compile"][str(unroll)]
     # The first calls' outputs feed the agreement check, made before any timing.
     first = {}
     first["eqslax"], eqslax_grads = first_call(lambda: eqslax_fwd_bwd(model, xs))
+    first["eqslax_layerwise"], layerwise_grads = first_call(lambda: layerwise(model, xs))
     first["hand"], hand_grads = first_call(lambda: hand_fwd_bwd(params, xs, constants))
-    agreement = check_agreement(model, eqslax_grads, hand_grads, xs, constants)
+    first["hand_layerwise"], hand_layerwise_grads = first_call(
+        lambda: hand_layerwise_fwd_bwd(params, xs, constants, hand_unroll)
+    )
+    agreement = check_agreement(
+        model, [eqslax_grads, layerwise_grads], [hand_grads, hand_layerwise_grads], xs, constants
+    )
 
     step = eqslax.train_offline(model, eqslax.Accumulated(), optax.sgd(1e-3))
     state = step.init(model)
@@ -228,27 +291,74 @@ def bench_size(size: int, args: argparse.Namespace, key: PRNGKeyArray) -> dict[s
     hidden = tuple(hidden)
     calls = {
         "eqslax": lambda: eqslax_fwd_bwd(model, xs),
+        "eqslax_layerwise": lambda: layerwise(model, xs),
         "train_step": lambda: step(model, state, xs, labels),
         "hand": lambda: hand_fwd_bwd(params, xs, constants),
+        "hand_layerwise": lambda: hand_layerwise_fwd_bwd(params, xs, constants, hand_unroll),
         "matmul": lambda: matmul_fwd_bwd(params, hidden, inputs, constants),
     }
     timings = time_interleaved(calls, args.repeats, first_s=first)
     t = {name: timing["median_s"] for name, timing in timings.items()}
+    best_eqslax = min(("eqslax", "eqslax_layerwise"), key=t.get)
+    best_hand = min(("hand", "hand_layerwise"), key=t.get)
     return {
         "size": size,
         "eqslax_s": t["eqslax"],
+        "eqslax_layerwise_s": t["eqslax_layerwise"],
         "train_step_s": t["train_step"],
         "hand_s": t["hand"],
+        "hand_layerwise_s": t["hand_layerwise"],
         "matmul_s": t["matmul"],
+        "unroll": unroll,
+        "hand_unroll": hand_unroll,
+        "unroll_sweep": sweep,
         "ratio_eqslax_hand": t["eqslax"] / t["hand"],
         "ratio_eqslax_matmul": t["eqslax"] / t["matmul"],
         "ratio_eqslax_hand_paired": paired_ratio(timings, "eqslax", "hand"),
         "ratio_eqslax_hand_cpu": timings["eqslax"]["cpu_s"] / timings["hand"]["cpu_s"],
+        "ratio_best_eqslax_best_hand_paired": paired_ratio(timings, best_eqslax, best_hand),
+        "ratio_layerwise_matmul": t["eqslax_layerwise"] / t["matmul"],
         "compile_s": sum(compile_costs["eqslax"].values()),
+        "compile_layerwise_s": sum(compile_costs["eqslax_layerwise"].values()),
         "compile": compile_costs,
         "timings": timings,
         "agreement": agreement,
         "peers": run_peers(model, xs, args.repeats, calls["eqslax"]) if args.peers else {},
+    }
+
+
+def unroll_sweep(model, params, xs, constants, args) -> dict[str, Any]:
+    """Time the layer-wise eqslax and hand programs at every ``--unrolls`` value,
+    interleaved; the fastest of each is used for the main timings. eqslax's compile
+    cost is measured for each factor first (larger factors compile longer)."""
+    compile_costs = {
+        str(u): compile_seconds(eqslax_fwd_bwd_for("layerwise", u), model, xs) for u in args.unrolls
+    }
+    if len(args.unrolls) == 1:
+        (only,) = args.unrolls
+        return {
+            "unrolls": list(args.unrolls),
+            "compile": compile_costs,
+            "best_eqslax": only,
+            "best_hand": only,
+        }
+    calls = {}
+    for u in args.unrolls:
+        calls[f"eqslax_{u}"] = functools.partial(eqslax_fwd_bwd_for("layerwise", u), model, xs)
+        calls[f"hand_{u}"] = functools.partial(hand_layerwise_fwd_bwd, params, xs, constants, u)
+    timings = time_interleaved(calls, args.repeats)
+    median = {name: timing["median_s"] for name, timing in timings.items()}
+    first = {name: timing["first_s"] for name, timing in timings.items()}
+    best = {
+        side: min(args.unrolls, key=lambda u: median[f"{side}_{u}"]) for side in ("eqslax", "hand")
+    }
+    return {
+        "unrolls": list(args.unrolls),
+        "median_s": median,
+        "first_s": first,
+        "compile": compile_costs,
+        "best_eqslax": best["eqslax"],
+        "best_hand": best["hand"],
     }
 
 
@@ -329,10 +439,20 @@ HEADERS = (
     "eqslax/hand CPU",
     "agree",
 )
+LAYERWISE_HEADERS = (
+    "size",
+    "eqslax layer-wise s",
+    "unroll",
+    "hand layer-wise s",
+    "hand unroll",
+    "best eqslax / best hand paired",
+    "layer-wise/matmul",
+    "layer-wise compile s",
+)
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
-    return markdown_table(
+    step = markdown_table(
         HEADERS,
         [
             (
@@ -351,6 +471,44 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
             for r in rows
         ],
     )
+    layerwise = markdown_table(
+        LAYERWISE_HEADERS,
+        [
+            (
+                r["size"],
+                r["eqslax_layerwise_s"],
+                r["unroll"],
+                r["hand_layerwise_s"],
+                r["hand_unroll"],
+                r["ratio_best_eqslax_best_hand_paired"],
+                r["ratio_layerwise_matmul"],
+                r["compile_layerwise_s"],
+            )
+            for r in rows
+        ],
+    )
+    return step + "\n\n" + layerwise
+
+
+def sweep_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Layer-wise fwd+bwd seconds per unroll factor (only when several were swept)."""
+    swept = [r for r in rows if "median_s" in r["unroll_sweep"]]
+    if not swept:
+        return ""
+    unrolls = swept[0]["unroll_sweep"]["unrolls"]
+    headers = ["size"] + [f"{side} unroll {u} s" for side in ("eqslax", "hand") for u in unrolls]
+    return markdown_table(
+        headers,
+        [
+            [r["size"]]
+            + [
+                r["unroll_sweep"]["median_s"][f"{side}_{u}"]
+                for side in ("eqslax", "hand")
+                for u in unrolls
+            ]
+            for r in swept
+        ],
+    )
 
 
 def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
@@ -358,8 +516,10 @@ def plot(rows: Sequence[dict[str, Any]], path: str) -> None:
     sizes = [r["size"] for r in rows]
     for key, label in (
         ("eqslax_s", "eqslax fwd+bwd"),
+        ("eqslax_layerwise_s", "eqslax layer-wise"),
         ("train_step_s", "eqslax train step"),
         ("hand_s", "hand scan"),
+        ("hand_layerwise_s", "hand layer-wise"),
         ("matmul_s", "matmul floor"),
     ):
         axes[0, 0].plot(sizes, [r[key] for r in rows], "o-", label=label)
@@ -412,6 +572,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--gpu", action="store_true", help=f"require a GPU; sizes default to {GPU_SIZES}"
     )
+    parser.add_argument(
+        "--unrolls",
+        default="1",
+        help="scan unroll factors tried for the layer-wise programs, comma-separated; "
+        "the fastest is timed (default 1)",
+    )
     parser.add_argument("--x64", action="store_true", help="run in float64")
     parser.add_argument(
         "--no-peers", dest="peers", action="store_false", help="skip Spyx/snnTorch/Norse"
@@ -428,6 +594,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if args.sizes
         else (GPU_SIZES if args.gpu else (128, 256, 512))
     )
+    args.unrolls = parse_ints(args.unrolls, "--unrolls")
     for name in ("steps", "batch", "repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"`--{name}` must be >= 1, got {getattr(args, name)}.")
@@ -462,6 +629,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "agreement_passed": all(r["agreement"]["passed"] for r in rows),
     }
     print(table(rows))
+    if sweep_table(rows):
+        print("\n" + sweep_table(rows))
     for row in rows:
         a = row["agreement"]
         print(

@@ -77,16 +77,25 @@ def resolve_schedule(model: AbstractNeuron, schedule: str, owner: str) -> str:
     return schedule
 
 
-def _layer_over_time(layer, state, hs, checkpoint):
+def check_unroll(unroll, owner: str) -> None:
+    """`unroll` is `jax.lax.scan`'s: a positive number of steps per loop iteration."""
+    if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1:
+        raise ValueError(
+            f"{owner}: `unroll` must be a positive integer (steps per loop iteration), "
+            f"got {unroll!r}."
+        )
+
+
+def _layer_over_time(layer, state, hs, checkpoint, unroll=1):
     """One layer over the whole sequence: a scan for a neuron, one batched call
     (`jax.vmap` over time) for a stateless module."""
     if isinstance(layer, AbstractNeuron):
-        return jax.lax.scan(step_fn(layer, checkpoint), state, hs)
+        return jax.lax.scan(step_fn(layer, checkpoint), state, hs, unroll=unroll)
     return None, jax.vmap(layer)(hs)
 
 
 def layerwise_layers(
-    model: Connect, xs: Array, state: ConnectState, checkpoint: bool = False
+    model: Connect, xs: Array, state: ConnectState, checkpoint: bool = False, unroll: int = 1
 ) -> tuple[ConnectState, tuple[Array, ...]]:
     r"""Every layer's outputs over time, computed layer by layer, for a `Connect`
     without recurrent edges: layer $k$ receives
@@ -99,28 +108,28 @@ def layerwise_layers(
         if any(target == k for target, _ in model.edges):
             add = lambda h, ys, k=k: model.edge_input(k, h, lambda i: ys[i])  # noqa: E731
             hs = jax.vmap(add)(hs, tuple(outputs))
-        layer_state, hs = _layer_over_time(layer, state.layers[k], hs, checkpoint)
+        layer_state, hs = _layer_over_time(layer, state.layers[k], hs, checkpoint, unroll)
         states.append(layer_state)
         outputs.append(hs)
     return ConnectState(layers=tuple(states), delayed={}), tuple(outputs)
 
 
-def _scan_simulate(model, xs, state, checkpoint, schedule="step"):
+def _scan_simulate(model, xs, state, checkpoint, schedule="step", unroll=1):
     if schedule == "layerwise":
-        final, layers = layerwise_layers(model, xs, state, checkpoint)
+        final, layers = layerwise_layers(model, xs, state, checkpoint, unroll)
         return final, layers[-1]
-    return jax.lax.scan(step_fn(model, checkpoint), state, xs)
+    return jax.lax.scan(step_fn(model, checkpoint), state, xs, unroll=unroll)
 
 
 _jit_simulate = eqx.filter_jit(_scan_simulate)
 
 
-def _simulate(model, xs, state, checkpoint, schedule):
+def _simulate(model, xs, state, checkpoint, schedule, unroll=1):
     # Inside a caller's jit/grad, a nested jit boundary costs XLA an extra (T, B, n)
     # buffer in the backward pass (benchmarks/bptt_speed); scan inline there instead.
     if _tracing(model, xs, state):
-        return _scan_simulate(model, xs, state, checkpoint, schedule)
-    return _jit_simulate(model, xs, state, checkpoint, schedule)
+        return _scan_simulate(model, xs, state, checkpoint, schedule, unroll)
+    return _jit_simulate(model, xs, state, checkpoint, schedule, unroll)
 
 
 def simulate(
@@ -130,6 +139,7 @@ def simulate(
     state: PyTree | None = None,
     checkpoint: bool = False,
     schedule: str = "step",
+    unroll: int = 1,
 ) -> tuple[PyTree, Array]:
     r"""Run `model` over a sequence: $(h_t, y_t) = f(h_{t-1}, x_t)$, $t = 1..T$.
 
@@ -152,13 +162,18 @@ def simulate(
       - `"auto"`: `"layerwise"` for a `Connect` without recurrent edges,
         `"step"` otherwise.
 
+    - `unroll`: steps per iteration of each time loop (`jax.lax.scan`'s `unroll`):
+      larger values give XLA more to fuse at the cost of compile time; the values
+      do not change. `benchmarks/bptt_speed --unrolls` measures the best per size.
+
     **Returns:** `(final_state, ys)` with `ys` of shape `(time, *model.out_shape)`.
     """
     check_sequence(model, xs, "simulate")
     schedule = resolve_schedule(model, schedule, "simulate")
+    check_unroll(unroll, "simulate")
     if state is None:
         state = initial_state(model, xs[0])
-    return _simulate(model, xs, state, checkpoint, schedule)
+    return _simulate(model, xs, state, checkpoint, schedule, unroll)
 
 
 class Recording(eqx.Module):

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import bptt_speed, memory
+from benchmarks import bptt_speed, gpu_bptt, memory
 
 
 def _written(folder, name):
@@ -37,6 +37,26 @@ def test_bptt_speed_runs_and_agrees_with_the_hand_scan(tmp_path):
         assert row[key] >= 0
     assert set(row["peers"]) == set(bptt_speed.PEERS)
     assert not os.path.exists(os.path.join(out, "results.json.tmp"))
+
+
+def test_gpu_script_dry_run_sweeps_unrolls_and_quotes_the_paper(tmp_path):
+    """`gpu_bptt --cpu` runs the same checks and timings; the layer-wise programs are
+    timed at every unroll factor, the fastest kept, and the paper's seconds set beside."""
+    out = str(tmp_path / "gpu")
+    argv = ["--cpu", "--sizes", "8", "--steps", "5", "--batch", "2", "--repeats", "1"]
+    results = gpu_bptt.main(argv + ["--unrolls", "1,2", "--out", out])
+    (row,) = results["bptt_speed"]["rows"]
+    assert row["agreement"]["passed"]
+    sweep = row["unroll_sweep"]
+    assert sorted(sweep["median_s"]) == ["eqslax_1", "eqslax_2", "hand_1", "hand_2"]
+    assert row["unroll"] == min((1, 2), key=lambda u: sweep["median_s"][f"eqslax_{u}"])
+    with open(_written(out, "table.md")) as file:
+        assert "paper A100 Slax s" in file.read()
+    with open(_written(out, "results.json")) as file:
+        assert json.load(file)["paper_a100_s"]["slax"]["4096"] == 0.08
+    if jax.default_backend() != "gpu":  # without --cpu it refuses to time a CPU
+        with pytest.raises(SystemExit, match="JAX sees no GPU"):
+            gpu_bptt.main(["--out", out])
 
 
 def test_hand_scan_follows_the_lif_equations():

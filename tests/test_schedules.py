@@ -122,3 +122,32 @@ def test_a_bare_neuron_accepts_every_schedule():
     for schedule in ("layerwise", "auto"):
         final_s, ys_s = eqslax.simulate(neuron, xs, schedule=schedule)
         assert_tree_allclose((final_s, ys_s), (final, ys), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("schedule", ["step", "layerwise"])
+@pytest.mark.parametrize("unroll", [2, 3, STEPS])
+def test_unroll_changes_no_value(schedule, unroll):
+    """`unroll` only reshapes the loop: outputs, final state and gradients stay the same
+    (3 does not divide the 20 steps: the remainder iteration is exercised too)."""
+    k = jax.random.split(jax.random.key(3), 3)
+    model = _skip_graph(k[0])
+    xs = random_spikes(k[1], (STEPS, 5), 0.4)
+    final, ys = eqslax.simulate(model, xs, schedule=schedule)
+    final_u, ys_u = eqslax.simulate(model, xs, schedule=schedule, unroll=unroll)
+    assert_tree_allclose((final_u, ys_u), (final, ys), rtol=RTOL, atol=1e-15)
+    labels = jnp.array([1, 0])
+    batch = jnp.stack([xs, xs[::-1]])
+    loss = eqslax.Accumulated()
+    grads = eqslax.BPTT(schedule=schedule).grad(model, loss, batch, labels)
+    grads_u = eqslax.BPTT(schedule=schedule, unroll=unroll).grad(model, loss, batch, labels)
+    assert_tree_allclose(grads_u, grads, rtol=RTOL, atol=1e-14)
+
+
+@pytest.mark.parametrize("unroll", [0, -2, True])
+def test_bad_unroll_is_rejected(unroll):
+    model = feedforward(jax.random.key(0), (5, 3))
+    xs = random_spikes(jax.random.key(1), (STEPS, 5))
+    with pytest.raises(ValueError, match=r"simulate: `unroll` must be a positive integer"):
+        eqslax.simulate(model, xs, unroll=unroll)
+    with pytest.raises(ValueError, match=r"BPTT: `unroll` must be a positive integer"):
+        eqslax.BPTT(unroll=unroll)

@@ -10,6 +10,7 @@ from .._losses import AbstractLoss
 from .._parameters import trainable_mask
 from .._simulate import (
     SCHEDULES,
+    check_unroll,
     initial_state,
     layerwise_layers,
     resolve_schedule,
@@ -18,7 +19,7 @@ from .._simulate import (
 from ._base import AbstractLearningRule, Aux
 
 
-def _unroll(model, xs, window: int | None, checkpoint: bool, state=None, schedule="step"):
+def _unroll(model, xs, window: int | None, checkpoint: bool, state=None, schedule="step", unroll=1):
     """Run one sample; return outputs (time, *out), every layer's outputs and the
     final state (`state`: the state before the first step, default the model's).
 
@@ -27,11 +28,12 @@ def _unroll(model, xs, window: int | None, checkpoint: bool, state=None, schedul
     cut: when it depends on a parameter (`Izhikevich` starts at `v = c`), that path
     belongs to the first window, as in BPTT. `schedule` (already resolved, see
     `simulate`) `"layerwise"` runs one layer at a time; it needs `window=None`.
+    `unroll`: steps per loop iteration, as in `simulate`.
     """
     if state is None:
         state = initial_state(model, xs[0])
     if schedule == "layerwise":
-        final, layers = layerwise_layers(model, xs, state, checkpoint)
+        final, layers = layerwise_layers(model, xs, state, checkpoint, unroll)
         return layers[-1], layers, final
 
     def step(state, inputs):
@@ -43,19 +45,19 @@ def _unroll(model, xs, window: int | None, checkpoint: bool, state=None, schedul
 
     if checkpoint:
         step = jax.checkpoint(step)
-    final, layers = jax.lax.scan(step, state, (jnp.arange(xs.shape[0]), xs))
+    final, layers = jax.lax.scan(step, state, (jnp.arange(xs.shape[0]), xs), unroll=unroll)
     return layers[-1], layers, final
 
 
 def sequence_loss(
-    model, loss: AbstractLoss, xs, ys, window=None, checkpoint=False, schedule="step"
+    model, loss: AbstractLoss, xs, ys, window=None, checkpoint=False, schedule="step", unroll=1
 ):
     """Batch-mean loss of a batch and the outputs (batch, time, *out); `schedule` as
     in `simulate` (`"step"` whenever `window` is given)."""
     schedule = "step" if window is not None else resolve_schedule(model, schedule, "BPTT")
 
     def one(x, y):
-        outputs, layers, _ = _unroll(model, x, window, checkpoint, schedule=schedule)
+        outputs, layers, _ = _unroll(model, x, window, checkpoint, schedule=schedule, unroll=unroll)
         return loss(outputs, y, layers if loss.needs_layers else None), outputs
 
     losses, outputs = jax.vmap(one)(xs, ys)
@@ -80,12 +82,12 @@ def segment_loss(model, loss: AbstractLoss, xs, ys, states, first=False):
     return jnp.mean(losses), (outputs, finals)
 
 
-def offline_gradient(model, loss, xs, ys, window=None, checkpoint=False, schedule="step"):
+def offline_gradient(model, loss, xs, ys, window=None, checkpoint=False, schedule="step", unroll=1):
     params, static = eqx.partition(model, trainable_mask(model))
 
     def objective(params):
         model = eqx.combine(params, static)
-        return sequence_loss(model, loss, xs, ys, window, checkpoint, schedule)
+        return sequence_loss(model, loss, xs, ys, window, checkpoint, schedule, unroll)
 
     (value, outputs), grads = jax.value_and_grad(objective, has_aux=True)(params)
     return grads, Aux(outputs=outputs, loss=value)
@@ -99,11 +101,13 @@ class BPTT(AbstractLearningRule):
     **Arguments:** `checkpoint`: rematerialise each step in the backward pass
     (`jax.checkpoint`), trading compute for memory. `schedule`: `"step"`
     (default), `"layerwise"` or `"auto"`, the order of the forward computation as in
-    `simulate`; the gradient is the same for every schedule.
+    `simulate`; the gradient is the same for every schedule. `unroll`: steps per
+    loop iteration, as in `simulate` (the gradient does not change).
     """
 
     checkpoint: bool = eqx.field(static=True, default=False)
     schedule: str = eqx.field(static=True, default="step")
+    unroll: int = eqx.field(static=True, default=1)
 
     def __check_init__(self):
         if self.schedule not in SCHEDULES:
@@ -111,10 +115,17 @@ class BPTT(AbstractLearningRule):
                 "BPTT: `schedule` must be one of 'step', 'layerwise', 'auto', "
                 f"got {self.schedule!r}."
             )
+        check_unroll(self.unroll, "BPTT")
 
     def update(self, model, rule_state, loss, xs, ys):
         grads, aux = offline_gradient(
-            model, loss, xs, ys, checkpoint=self.checkpoint, schedule=self.schedule
+            model,
+            loss,
+            xs,
+            ys,
+            checkpoint=self.checkpoint,
+            schedule=self.schedule,
+            unroll=self.unroll,
         )
         return grads, rule_state, aux
 
