@@ -2,6 +2,7 @@
 
 from . import (
     compare as compare,  # noqa: E402 (callable: eqslax.compare(...))
+    distributed as distributed,
     layerwise as layerwise,
 )
 from ._checkpoint import (

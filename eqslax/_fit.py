@@ -5,12 +5,13 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 from jaxtyping import Array, PRNGKeyArray
 
 from ._checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
@@ -22,16 +23,32 @@ from ._parameters import trainable
 from ._preflight import check_int, check_key, check_splits, prepare_output_dir
 from ._rules._base import check_batch
 from .data._loader import AbstractLoader, ArrayLoader, Loaders
+from .distributed._mesh import (
+    check_divides,
+    local,
+    place_batch,
+    replicate,
+    resolve_mesh,
+    shard_batch,
+    to_host,
+)
+from .distributed._processes import is_main_process
 
 _ON_NONFINITE = ("raise", "skip", "ignore")
 _FORMAT = 1  # version of what fit keeps in a checkpoint's metadata
 
 
 @eqx.filter_jit
-def _outputs(model, xs):
+def _scored(model, loss, xs, ys):
+    """The summed loss of a batch and its metric totals, in one program."""
+    from ._metrics import _totals
     from ._simulate import _simulate, initial_state
 
-    return jax.vmap(lambda x: _simulate(model, x, initial_state(model, x[0]), False, "step")[1])(xs)
+    def outputs(x):
+        return _simulate(model, x, initial_state(model, x[0]), False, "step")[1]
+
+    out = jax.vmap(outputs)(xs)
+    return jnp.sum(jax.vmap(lambda o, c: loss(o, c))(out, ys)), _totals(loss, out, ys)
 
 
 def evaluate(
@@ -56,14 +73,16 @@ def evaluate(
     return _evaluate(model, loss, ArrayLoader(xs, ys, batch_size), "evaluate", checked=True)
 
 
-def _evaluate(model, loss, loader: AbstractLoader, owner: str, checked: bool) -> dict:
+def _evaluate(model, loss, loader: AbstractLoader, owner: str, checked: bool, mesh=None) -> dict:
     total_loss, totals, count = 0.0, None, 0
     for index, (x, y) in enumerate(loader.batches(None, drop_last=False)):
         if not checked:
             x, y = _checked_batch(model, loss, x, y, owner, f"test batch {index}")
-        out = _outputs(model, x)
-        total_loss += float(jnp.sum(jax.vmap(lambda o, c: loss(o, c))(out, y)))
-        totals = add_totals(totals, metric_totals(loss, out, y))
+        if mesh is not None:
+            x, y = place_batch((x, y), mesh)
+        summed, parts = _scored(model, loss, x, y)
+        total_loss += float(to_host(summed))
+        totals = add_totals(totals, {k: to_host(v).astype(np.float64) for k, v in parts.items()})
         count += x.shape[0]
     if count == 0:
         raise ValueError(f"{owner}: the evaluation set holds no samples.")
@@ -111,8 +130,8 @@ class _Run:
     `batch`, the index of the next batch within it), the history of finished epochs and
     the running sums of the current one. All of it goes into one checkpoint."""
 
-    def __init__(self, model, state, key, batch_size, train_size, columns):
-        self.model, self.state, self.key = model, state, key
+    def __init__(self, model, state, key, batch_size, train_size, columns, mesh=None):
+        self.model, self.state, self.key, self.mesh = model, state, key, mesh
         self.batch_size, self.train_size = batch_size, train_size
         self.done, self.epoch, self.batch = 0, 0, 0
         self.columns = columns
@@ -131,7 +150,7 @@ class _Run:
         return Checkpoint(self.model, self.state, jnp.asarray(0, jnp.int32), self.key)
 
     def save(self, directory: str | None) -> None:
-        if directory is None:
+        if directory is None or not is_main_process():
             return
         step = jnp.asarray(self.done, jnp.int32)
         checkpoint = Checkpoint(self.model, self.state, step, self.key, self.metadata())
@@ -212,9 +231,14 @@ def _train_batch(run, step, source, on_step, on_nonfinite, per_epoch) -> float:
     if not source.checked:
         where = f"epoch {run.epoch + 1}, batch {run.batch}"
         xs, ys = _checked_batch(run.model, step.loss, xs, ys, "fit", where)
+    if run.mesh is not None:
+        xs, ys = shard_batch((xs, ys), run.mesh)
     if on_step is not None:
         on_step(run.done, run.model, xs, ys)
     model, state, outputs, loss = step(run.model, run.state, xs, ys)
+    if run.mesh is not None:  # keep the invariant whatever the partitioner chose
+        model, state = replicate((model, state), run.mesh)
+    loss = to_host(loss)
     bad = on_nonfinite != "ignore" and _is_nonfinite(model, state)
     if bad and on_nonfinite == "raise":
         raise _nonfinite_error(run, model, per_epoch)
@@ -232,7 +256,7 @@ def _train_batch(run, step, source, on_step, on_nonfinite, per_epoch) -> float:
 
 
 def _finish_epoch(run: _Run, step, source) -> dict:
-    test = _evaluate(run.model, step.loss, source.test, "fit", source.checked)
+    test = _evaluate(run.model, step.loss, source.test, "fit", source.checked, run.mesh)
     count = run.sums["batches"]
     train = {
         "loss": run.sums["train_loss"] / count if count else math.nan,
@@ -265,6 +289,8 @@ def fit(
     max_steps: int | None = None,
     on_step: Callable | None = None,
     on_nonfinite: str = "raise",
+    mesh: Mesh | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> tuple[AbstractNeuron, dict[str, list]]:
     """Train `model` for `epochs` over `data` with a training `step`.
 
@@ -295,6 +321,16 @@ def fit(
       stop with a `FloatingPointError` naming the epoch, the step and the first such
       parameter, before the update is kept or checkpointed. `"skip"`: drop that update
       (model and training state stay as before it) and count it. `"ignore"`: keep it.
+    - `mesh`, `devices`: data-parallel training over several devices: a 1-D
+      `jax.sharding.Mesh` (`eqslax.distributed.data_mesh()`), or the devices to build
+      one over. Each batch is split along its batch axis over the devices, the model,
+      optimiser and rule state are replicated, and XLA reduces the gradients, so the
+      model equals single-device training up to the order of floating-point sums. The
+      batch size must be a multiple of the number of devices. With several processes
+      (`eqslax.distributed.initialize`) every process runs the same `fit` on the same
+      data and key, and only process 0 writes checkpoints (so `checkpoint_dir` must
+      be a folder every process reads). A checkpoint resumes on any number of devices.
+      The model returned is an ordinary one-device model.
 
     **Returns:** `(model, history)`; `history` maps `epoch`, `step`,
     `train_loss`, `train_accuracy`, `test_loss`, `test_accuracy`, `epoch_time`
@@ -315,21 +351,26 @@ def fit(
         resume=resume,
         max_steps=max_steps,
         on_nonfinite=on_nonfinite,
+        mesh=resolve_mesh(mesh, devices, "fit"),
     )
-    if checkpoint_dir is not None:
+    mesh = source.mesh
+    if checkpoint_dir is not None and is_main_process():
         prepare_output_dir(checkpoint_dir, "checkpoint_dir", "fit")
     per_epoch = len(source.train)
     names = metric_names(step.loss)
-    run = _Run(model, step.init(model), key, source.train.batch_size, n, _columns(names))
+    size = source.train.batch_size
+    run = _Run(model, step.init(model), key, size, n, _columns(names), mesh)
     path = os.path.join(checkpoint_dir, "checkpoint.eqx") if checkpoint_dir else None
     if resume and os.path.exists(path):
         run.restore(path, epochs)
-    bar = _Progress(progress, per_epoch)
+    if mesh is not None:
+        run.model, run.state = replicate((run.model, run.state), mesh)
+    bar = _Progress(progress and is_main_process(), per_epoch)
     while run.epoch < epochs:
         while run.batch < per_epoch:
             if max_steps is not None and run.done >= max_steps:
                 run.save(checkpoint_dir)
-                return run.model, run.history
+                return local(run.model), run.history
             loss = _train_batch(run, step, source, on_step, on_nonfinite, per_epoch)
             bar.update(run.epoch, epochs, run.batch, loss)
             finished = run.batch == per_epoch
@@ -340,7 +381,7 @@ def fit(
             if finished:
                 break
     run.save(checkpoint_dir)
-    return run.model, run.history
+    return local(run.model), run.history
 
 
 class _Source:
@@ -399,6 +440,10 @@ def _check_fit(model, step, source, **options) -> int:
         raise ValueError(
             f"fit: `batch_size` must be in 1..{n} (training samples), got {batch_size}."
         )
+    source.mesh = options["mesh"]
+    if source.mesh is not None:
+        name = "`batch_size`" if source.checked else "the training loader's `batch_size`"
+        check_divides(batch_size, source.mesh, name, "fit")
     check_key(options["key"], "key", "fit")
     every, directory = options["checkpoint_every"], options["checkpoint_dir"]
     if every is not None:
