@@ -57,7 +57,10 @@ def _totals(loss, outputs, targets):
 def metric_totals(loss: AbstractLoss, outputs, targets) -> dict[str, np.ndarray]:
     """Sums over one batch (`outputs` (batch, time, *out)) from which
     `finish_metrics` computes the task metrics, as float64 host arrays."""
-    return {k: np.asarray(v, np.float64) for k, v in _totals(loss, outputs, targets).items()}
+    from .distributed._mesh import to_host
+
+    totals = _totals(loss, outputs, targets)
+    return {k: to_host(v).astype(np.float64) for k, v in totals.items()}
 
 
 def task_metrics(loss: AbstractLoss, outputs, targets) -> dict[str, float]:

@@ -14,11 +14,19 @@ training step once for one device and once for the mesh.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
 
+import equinox as eqx
+import jax
+import numpy as np
+import optax
 import pytest
+
+import eqslax
+from eqslax.data import randman
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -150,6 +158,49 @@ EIGHT_DEVICES = textwrap.dedent(
 )
 
 
+TWO_PROCESSES = textwrap.dedent(
+    """
+    import json
+    import sys
+
+    import equinox as eqx
+    import jax
+    import numpy as np
+    import optax
+
+    import eqslax
+    from eqslax import distributed
+
+    process, port, folder, result = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    distributed.initialize(
+        f"127.0.0.1:{port}", num_processes=2, process_id=process, initialization_timeout=60
+    )
+    jax.config.update("jax_enable_x64", True)
+    from eqslax.data import randman
+
+    data = randman(jax.random.key(0), n_classes=2, n_units=4, n_steps=6, samples_per_class=25)
+    model = eqslax.feedforward((4, 8, 2), key=jax.random.key(1), readout="li")
+    step = eqslax.train_offline(model, eqslax.PerStep(), optax.adam(1e-2))
+    model, history = eqslax.fit(
+        model, step, data, epochs=1, batch_size=8, key=jax.random.key(2), progress=False,
+        mesh=distributed.data_mesh(), checkpoint_dir=folder,
+    )
+    leaves = jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array))
+    np.savez(f"{result}-{process}.npz", *[np.asarray(x) for x in leaves])
+    history.pop("epoch_time")
+    info = {
+        "processes": jax.process_count(),
+        "devices": jax.device_count(),
+        "local_devices": jax.local_device_count(),
+        "main": distributed.is_main_process(),
+        "history": history,
+    }
+    with open(f"{result}-{process}.json", "w") as f:
+        json.dump(info, f)
+    """
+)
+
+
 def _child(script: str, env: dict, timeout: float) -> dict:
     """Run `script` in a fresh Python; its last line of output is a JSON object."""
     env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", **env)
@@ -212,3 +263,114 @@ def test_indivisible_global_batch_is_refused_before_any_work(eight_devices):
     message = eight_devices["indivisible loader"]
     assert "the training loader's `batch_size` must be a multiple" in message
     assert "got 6" in message
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_like_one(tmp_path):
+    """Two JAX processes with two CPU devices each, joined by `jax.distributed` (gloo),
+    train one model data-parallel over the four devices; both end with the model one
+    process trains alone, and only process 0 writes the checkpoint."""
+    script, folder, result = tmp_path / "worker.py", tmp_path / "run", tmp_path / "result"
+    script.write_text(TWO_PROCESSES)
+    port = str(_free_port())
+    env = dict(
+        os.environ,
+        PYTHONPATH=ROOT,
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS="--xla_force_host_platform_device_count=2 --xla_cpu_use_fusion_emitters=false",
+    )
+    command = [sys.executable, str(script), "", port, str(folder), str(result)]
+    workers = []
+    try:
+        for process in (0, 1):
+            command[2] = str(process)
+            workers.append(
+                subprocess.Popen(
+                    list(command), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+                )
+            )
+        logs = [w.communicate(timeout=150)[0].decode(errors="replace") for w in workers]
+    finally:
+        for worker in workers:  # a worker left waiting for its peer must not outlive us
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    for worker, log in zip(workers, logs):
+        assert worker.returncode == 0, log[-4000:]
+
+    data = randman(jax.random.key(0), n_classes=2, n_units=4, n_steps=6, samples_per_class=25)
+    model = eqslax.feedforward((4, 8, 2), key=jax.random.key(1), readout="li")
+    step = eqslax.train_offline(model, eqslax.PerStep(), optax.adam(1e-2))
+    alone, history = eqslax.fit(
+        model, step, data, epochs=1, batch_size=8, key=jax.random.key(2), progress=False
+    )
+    expected = jax.tree.leaves(eqx.filter(alone, eqx.is_inexact_array))
+    history.pop("epoch_time")
+    for process in (0, 1):
+        with open(f"{result}-{process}.json") as f:
+            info = json.load(f)
+        assert (info["processes"], info["devices"], info["local_devices"]) == (2, 4, 2)
+        assert info["main"] == (process == 0)
+        np.testing.assert_allclose(info["history"]["train_loss"], history["train_loss"], atol=1e-12)
+        assert info["history"]["test_accuracy"] == history["test_accuracy"]
+        with np.load(f"{result}-{process}.npz") as saved:
+            got = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    assert sorted(os.listdir(folder)) == ["checkpoint.eqx", "history.json"]
+    resumed = eqslax.load_checkpoint(
+        str(folder / "checkpoint.eqx"),
+        eqslax.Checkpoint(
+            model, step.init(model), jax.numpy.asarray(0, "int32"), jax.random.key(2)
+        ),
+    )
+    for a, b in zip(jax.tree.leaves(eqx.filter(resumed.model, eqx.is_inexact_array)), expected):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+# What needs no second device: the helpers on this process's one device, and the checks.
+
+
+def test_one_device_mesh_helpers():
+    mesh = eqslax.distributed.data_mesh()
+    assert mesh.axis_names == ("data",) and mesh.size == jax.device_count()
+    xs, ys = jax.numpy.ones((4, 3, 2)), jax.numpy.arange(4)
+    sharded_xs, sharded_ys = eqslax.distributed.shard_batch((xs, ys), mesh)
+    assert sharded_xs.sharding.spec == jax.sharding.PartitionSpec("data")
+    np.testing.assert_array_equal(sharded_ys, ys)
+    model = eqslax.distributed.replicate(eqslax.feedforward((2, 3), key=jax.random.key(0)), mesh)
+    assert all(
+        x.sharding.is_fully_replicated for x in jax.tree.leaves(eqx.filter(model, eqx.is_array))
+    )
+    assert eqslax.distributed.is_main_process()
+
+
+def test_mesh_arguments_are_checked():
+    data = randman(jax.random.key(0), n_classes=2, n_units=4, n_steps=4, samples_per_class=5)
+    model = eqslax.feedforward((4, 2), key=jax.random.key(1), readout="li")
+    step = eqslax.train_offline(model, eqslax.PerStep(), optax.adam(1e-2))
+
+    def fit(**options):
+        eqslax.fit(model, step, data, epochs=1, batch_size=2, key=jax.random.key(2), **options)
+
+    mesh = eqslax.distributed.data_mesh()
+    with pytest.raises(ValueError, match="pass `mesh` or `devices`, not both"):
+        fit(mesh=mesh, devices=jax.devices())
+    # the type checker or fit itself: either names the argument
+    with pytest.raises(TypeError, match="parameter 'mesh'|`mesh` must be a jax.sharding.Mesh"):
+        fit(mesh=jax.devices())
+    square = jax.sharding.Mesh(np.asarray(jax.devices()).reshape(1, 1), ("a", "b"))
+    with pytest.raises(ValueError, match=r"`mesh` must have one axis .* got axes \('a', 'b'\)"):
+        fit(mesh=square)
+    with pytest.raises(TypeError, match="`devices` must hold jax devices, got an empty"):
+        fit(devices=[])
+    with pytest.raises(ValueError, match="names a device more than once"):
+        eqslax.distributed.data_mesh(jax.devices() * 2)
+    with pytest.raises(ValueError, match=r"`process_id` must be in 0..1 \(num_processes = 2\)"):
+        eqslax.distributed.initialize("127.0.0.1:1", num_processes=2, process_id=2)

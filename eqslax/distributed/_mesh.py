@@ -106,8 +106,10 @@ def shard_batch(tree: PyTree, mesh: Mesh) -> PyTree:
     leaves = [x for x in jtu.tree_leaves(tree) if eqx.is_array(x)]
     for x in leaves:
         if np.ndim(x) == 0:
-            raise ValueError("shard_batch: every array leaf needs a leading batch axis, got a scalar.")
-        check_divides(x.shape[0], mesh, "the batch axis (leading axis) of each leaf", "shard_batch")
+            raise ValueError(
+                "shard_batch: every array leaf of `tree` needs a leading batch axis, got a scalar."
+            )
+        check_divides(x.shape[0], mesh, "the leading (batch) axis of `tree`", "shard_batch")
     return jtu.tree_map(lambda x: _put(x, sharding) if eqx.is_array(x) else x, tree)
 
 
