@@ -64,6 +64,12 @@ PAGES = {
         ),
         None,
     ),
+    "distributed": (
+        "More than one device",
+        "Data-parallel training over `jax.sharding`, several processes with `jax.distributed`.",
+        (),
+        "eqslax.distributed",
+    ),
     "data": ("Data", "Datasets, event files and event binning.", (), "eqslax.data"),
     "encode": ("Spike encoders", "Dense inputs to spike trains.", (), "eqslax.encode"),
     "analysis": (

@@ -75,7 +75,7 @@ def resolve_mesh(mesh, devices, owner: str) -> Mesh | None:
 
 def check_divides(count: int, mesh: Mesh, name: str, owner: str, what: str = "samples"):
     """Refuse a `count` of `what` that the mesh's devices cannot share evenly; `name` is
-    the argument as the message shows it (e.g. ``"`batch_size`"``)."""
+    the argument as the message shows it, back-quotes included."""
     if count % mesh.size:
         fits = [k * mesh.size for k in (count // mesh.size, count // mesh.size + 1) if k]
         raise ValueError(
