@@ -132,3 +132,67 @@ def test_a_rule_that_cannot_train_the_network_fails_before_any_training(tmp_path
     err = capsys.readouterr().err
     assert "OSTL" in err and "cat" in err and "Recurrent" in err
     assert not out.exists()
+
+
+REGRESSION = """
+[experiment]
+seeds = 2
+epochs = 2
+batch_size = 8
+grid = 3
+
+[data]
+name = "mackey_glass"
+n_points = 300
+window = 12
+stride = 6
+
+[network]
+hidden = [16]
+readout = "li"
+
+[loss]
+name = "mse"
+
+[[rules]]
+name = "bptt"
+lr = 1e-2
+
+[[rules]]
+name = "ottt"
+lr = 1e-3
+"""
+
+
+def test_regression_toml_experiment_is_ranked_by_r2(tmp_path, capsys):
+    """Mackey-Glass forecasting from TOML: real targets give one output unit, the MSE
+    loss, and a report ranked by test R^2 with the MSE beside it."""
+    experiment = eqslax.compare.load_experiment(write(tmp_path, REGRESSION))
+    assert experiment.model(jax.random.key(0)).out_shape == (1,)
+    assert experiment.data.train_y.shape[1:] == (12, 1)
+    out = tmp_path / "out"
+    code = main(["compare", "--config", write(tmp_path, REGRESSION), "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert results["metric"] == "r2"
+    assert results["config"]["data"]["name"] == "mackey_glass"
+    for name in ("bptt", "ottt"):
+        rule = results["rules"][name]
+        assert set(rule) >= {"final_test_r2", "test_r2", "test_mse"}
+        assert rule["test_mse"]["mean"] > 0 and rule["test_mse"]["n"] == 2
+        assert rule["final_test_r2"] == pytest.approx(rule["test_r2"]["mean"])
+    assert "R" in (out / "report.md").read_text()
+
+
+def test_unknown_mackey_glass_option_is_named(tmp_path, capsys):
+    text = REGRESSION.replace("stride = 6", "strides = 6")
+    assert main(["compare", "--config", write(tmp_path, text)]) == 2
+    err = capsys.readouterr().err
+    assert "`data.strides` is not an option of forecasting_windows" in err
+
+
+@pytest.mark.parametrize("name", ["compare_recurrent.toml", "compare_mackey_glass.toml"])
+def test_shipped_examples_parse(name):
+    path = pathlib.Path(__file__).parent.parent / "examples" / name
+    experiment = eqslax.compare.load_experiment(str(path))
+    assert experiment.rules and experiment.data.train_x.ndim == 3

@@ -19,12 +19,15 @@ out = "runs/compare"   # the report's folder (relative to the working directory)
 description = ""       # a line for the report
 
 [data]
-name = "randman"       # or "npz"
+name = "randman"       # or "npz" or "mackey_glass"
 # randman: any keyword of eqslax.data.randman (n_classes = 10, n_units = 20,
 # n_steps = 50, samples_per_class = 200, encoding = "time", p, manifold_dim, alpha,
 # test_fraction, rate_mode, ...) and seed = 0 (the data key)
 # npz: path = "data.npz" (relative to the TOML file) holding train_x (batch, time, in),
-# train_y, test_x, test_y
+# train_y, test_x, test_y: integer labels, or real targets (batch, time, out)
+# mackey_glass: per-step forecasting of eqslax.neurobench.mackey_glass_series;
+# n_points = 1200, tau = 17.0, and any keyword of eqslax.data.forecasting_windows
+# (window = 40, stride = 4, horizon = 1, test_fraction = 0.2, standardize = true)
 
 [network]              # Linear -> neuron for each consecutive pair of sizes
 hidden = [64]          # hidden layer sizes; input and output sizes come from the data
@@ -40,7 +43,9 @@ cat = {}               # extra edges {target = [sources]}, eqslax.Connect number
                        # (exact rules only: BPTT, RTRL, FPTT, truncated BPTT)
 
 [loss]
-name = "per_step"      # eqslax.PerStep(), or "accumulated": eqslax.Accumulated(reduce)
+name = "per_step"      # eqslax.PerStep(), or "accumulated": eqslax.Accumulated(reduce),
+                       # or "mse": eqslax.PerStep(optax.l2_loss) for real targets,
+                       # ranked by test R^2
 reduce = "mean"        # accumulated only: "sum", "mean" or "max"
 
 [[rules]]              # one table per rule, at least one
@@ -148,28 +153,52 @@ def _data(path: str, table) -> tuple[Any, dict]:
     from ..data import randman
 
     reader = _Reader(path, "data", table)
-    name = reader.choice("name", ("randman", "npz"), "randman")
+    name = reader.choice("name", ("randman", "npz", "mackey_glass"), "randman")
     if name == "npz":
         file = reader.get("path", (_STR,))
         reader.done()
         if file is None:
             reader.fail("data.path", "is required when data.name is 'npz'")
         return _npz(path, file), {"name": name, "path": file}
+    if name == "mackey_glass":
+        return _mackey_glass(path, reader, table)
     import jax
 
     seed = reader.get("seed", (_INT,), 0)
-    allowed = [p for p in inspect.signature(randman).parameters if p not in ("key", "dtype")]
-    options = {k: v for k, v in table.items() if k not in ("name", "seed")}
-    for key in options:
-        if key not in allowed:
-            reader.fail(
-                f"data.{key}", f"is not an option of randman (options: {', '.join(allowed)})"
-            )
+    options = _options(reader, table, randman, ("name", "seed"), ("key", "dtype"))
     try:
         data = randman(jax.random.fold_in(jax.random.key(seed), 0), **options)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{path}: [data]: {error}") from None
     return data, {"name": name, "seed": seed, **options}
+
+
+def _options(reader, table, function, own: tuple[str, ...], hidden: tuple[str, ...]) -> dict:
+    """The keys of `table` other than `own`, each a keyword of `function`."""
+    allowed = [p for p in inspect.signature(function).parameters if p not in hidden]
+    options = {k: v for k, v in table.items() if k not in own}
+    for key in options:
+        if key not in allowed:
+            reader.fail(
+                f"data.{key}",
+                f"is not an option of {function.__name__} (options: {', '.join(allowed)})",
+            )
+    return options
+
+
+def _mackey_glass(path: str, reader, table) -> tuple[Splits, dict]:
+    from ..data import forecasting_windows
+    from ..neurobench import mackey_glass_series
+
+    n_points = reader.positive("n_points", 1200)
+    tau = reader.get("tau", (_NUM,), 17.0, lambda v: v > 0, "a positive number")
+    own = ("name", "n_points", "tau")
+    options = _options(reader, table, forecasting_windows, own, ("series", "dtype"))
+    try:
+        data = forecasting_windows(mackey_glass_series(n_points, tau=tau), **options)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{path}: [data]: {error}") from None
+    return data, {"name": "mackey_glass", "n_points": n_points, "tau": tau, **options}
 
 
 def _npz(path: str, file: str) -> Splits:
@@ -293,10 +322,10 @@ def _loss(path: str, table):
     from .._losses import Accumulated, PerStep
 
     reader = _Reader(path, "loss", table)
-    name = reader.choice("name", ("per_step", "accumulated"), "per_step")
-    if name == "per_step":
+    name = reader.choice("name", ("per_step", "accumulated", "mse"), "per_step")
+    if name in ("per_step", "mse"):
         reader.done()
-        return PerStep(), {"name": name}
+        return (PerStep() if name == "per_step" else PerStep(optax.l2_loss)), {"name": name}
     reduce = reader.choice("reduce", ("sum", "mean", "max"), "mean")
     reader.done()
     return Accumulated(reduce=reduce), {"name": name, "reduce": reduce}
@@ -352,6 +381,15 @@ def _experiment(path: str, table) -> dict:
     return out
 
 
+def _outputs(data) -> int:
+    """Output units: one per class for integer labels, the target's width for reals."""
+    import jax.numpy as jnp
+
+    if jnp.issubdtype(data.train_y.dtype, jnp.floating):
+        return int(data.train_y.shape[-1])
+    return int(max(data.train_y.max(), data.test_y.max())) + 1
+
+
 def _tomllib():
     try:
         import tomllib  # Python >= 3.11
@@ -384,7 +422,7 @@ def load_experiment(path: str) -> Experiment:
         top.fail("rules", "needs at least one [[rules]] table")
     experiment = _experiment(path, raw.get("experiment", {}))
     data, data_spec = _data(path, raw.get("data", {}))
-    n_in, n_out = int(data.train_x.shape[-1]), int(max(data.train_y.max(), data.test_y.max())) + 1
+    n_in, n_out = int(data.train_x.shape[-1]), _outputs(data)
     model, network_spec = _network(path, raw.get("network", {}), n_in, n_out)
     loss, loss_spec = _loss(path, raw.get("loss", {}))
     specs = [_rule(path, i, t) for i, t in enumerate(rules)]

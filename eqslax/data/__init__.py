@@ -1,6 +1,8 @@
-"""Datasets: spiking random-manifold (Randman) tasks and event-stream binning."""
+"""Datasets: spiking random-manifold (Randman) tasks, event-stream binning, loaders and
+forecasting windows of a time series."""
 
 from ._events import bin_events as bin_events
+from ._forecast import forecasting_windows as forecasting_windows
 from ._loader import (
     AbstractLoader as AbstractLoader,
     ArrayLoader as ArrayLoader,
