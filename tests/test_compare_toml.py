@@ -77,6 +77,13 @@ def test_tiny_toml_experiment_end_to_end(tmp_path, capsys):
     assert results["config"]["network"]["cat"] == {"1": [1]}
     report = (out / "report.md").read_text()
     assert "tiny recurrent experiment" in report and "| rtrl_fast |" in report
+    # report.html: the same content in one file, every figure embedded
+    page = (out / "report.html").read_text()
+    assert "tiny recurrent experiment" in page and "<td>rtrl_fast</td>" in page
+    assert page.count("<table>") == report.count("\n|---") and page.count("<table>") >= 2
+    embedded = page.count('src="data:image/png;base64,')
+    assert embedded == len(results["figures"]) > 0
+    assert page.count("<img ") == embedded  # no image refers to a file beside it
 
 
 @pytest.mark.parametrize(

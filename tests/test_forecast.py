@@ -11,7 +11,12 @@ import eqslax
 def test_windows_follow_the_definition():
     series = np.arange(100, dtype=np.float64) ** 1.5
     data = eqslax.data.forecasting_windows(
-        series, window=6, stride=3, horizon=2, test_fraction=0.25, standardize=False,
+        series,
+        window=6,
+        stride=3,
+        horizon=2,
+        test_fraction=0.25,
+        standardize=False,
         dtype=jnp.float64,
     )
     train, test = series[:75], series[75:]

@@ -1,5 +1,6 @@
-"""Writing a comparison to disk: PNG plots, `report.md` and `results.json` (schema in
-`docs/compare.md`, versioned by `schema_version`)."""
+"""Writing a comparison to disk: PNG plots, `report.md`, the same as a self-contained
+`report.html`, and `results.json` (schema in `docs/compare.md`, versioned by
+`schema_version`)."""
 
 import dataclasses
 import json
@@ -9,6 +10,7 @@ import numpy as np
 
 from .._checkpoint import atomic_write
 from ._api import SCHEMA_VERSION, CompareResult
+from ._html import markdown_to_html
 from ._stats import mean_ci
 from ._tables import cosines, main_table, neurobench_table, pairs, pairwise_table, summary
 
@@ -118,7 +120,8 @@ def _budget_text(results: CompareResult) -> str:
 
 
 def write_report(results: CompareResult, out: str, config=None, grid: int = 15) -> str:
-    """Write every plot, `report.md` and `results.json` into `out`; return the report's
+    """Write every plot, `report.md`, `report.html` (the same page with the plots
+    embedded, one file to share) and `results.json` into `out`; return `report.md`'s
     path. `config` (a dataclass or a dict) is stored in `results.json` as given."""
     from ._plots import write_figures
 
@@ -180,4 +183,6 @@ model, explained variance {", ".join(f"{v:.3f}" for v in _floats(land["explained
 """
     path = os.path.join(out, "report.md")
     atomic_write(path, report.encode())
+    page = markdown_to_html(report, out)
+    atomic_write(os.path.join(out, "report.html"), page.encode())
     return path

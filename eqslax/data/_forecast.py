@@ -10,7 +10,9 @@ from ._splits import Splits
 
 def _positive(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"forecasting_windows: `{name}` must be a positive integer, got {value!r}.")
+        raise ValueError(
+            f"forecasting_windows: `{name}` must be a positive integer, got {value!r}."
+        )
     return int(value)
 
 
