@@ -11,10 +11,16 @@ import numpy as np
 from .._checkpoint import atomic_write
 from .._connect import Connect
 from .._flatten import Flatten
-from .._neurons import IF, LI, LIF, AbstractNeuron, CuBaLIF
+from .._neurons import ALIF, IF, LI, LIF, AbstractNeuron, CuBaLIF, Recurrent
 from ._conventions import resistance, time_constant
+from ._conv import CONV_LAYERS, conv_node
+from ._recurrent import recurrent_graph
 
-SUPPORTED_LAYERS = "eqx.nn.Linear, Flatten, IF, LIF, LI, CuBaLIF and nested Connect"
+SUPPORTED_LAYERS = (
+    "eqx.nn.Linear, eqx.nn.Conv1d, eqx.nn.Conv2d, Flatten, IF, LIF, LI, CuBaLIF, "
+    "Recurrent(IF/LIF/LI/CuBaLIF) and nested Connect"
+)
+NEURONS = (IF, LIF, LI, CuBaLIF)
 
 # Keys of the node metadata that carry what NIR cannot say: the reset eqslax applies.
 RESET_KEY = "eqslax.reset"
@@ -87,7 +93,30 @@ def _neuron_node(layer, dt: float, where: str) -> nir.NIRNode:
     )
 
 
-def _layer_node(layer, dt: float, where: str) -> nir.NIRNode:
+def _no_alif(where: str) -> ValueError:
+    return ValueError(
+        f"to_nir: {where} (ALIF) has no NIR node. NIR's neurons (IF, LIF, CubaLIF, LI, "
+        f"CubaLI) have a fixed threshold; ALIF's threshold rises with each spike "
+        f"(A_t = threshold + adaptation * a_(t-1), a_t = adaptation_decay * a_(t-1) + s_t), "
+        f"and no NIR node carries that state. eqslax does not write an approximation that "
+        f"would fire differently; export a LIF, or keep the model in eqslax's format."
+    )
+
+
+def _recurrent_node(layer: Recurrent, dt: float, where: str) -> nir.NIRGraph:
+    neuron = layer.neuron
+    if isinstance(neuron, ALIF):
+        raise _no_alif(f"{where}.neuron")
+    if not isinstance(neuron, NEURONS):
+        raise TypeError(
+            f"to_nir: {where}.neuron ({type(neuron).__name__}) has no NIR node; a Recurrent "
+            f"layer exports with an IF, LIF, LI or CuBaLIF neuron."
+        )
+    return recurrent_graph(layer, _neuron_node(neuron, dt, f"{where}.neuron"), where)
+
+
+def _layer_node(layer, dt: float, where: str, in_shape=None) -> nir.NIRNode:
+    """`layer`'s node; `in_shape` is the shape it receives (a convolution needs it)."""
     if isinstance(layer, Connect):
         return _connect_graph(layer, dt, where, metadata={})
     if isinstance(layer, eqx.nn.Linear):
@@ -100,8 +129,14 @@ def _layer_node(layer, dt: float, where: str) -> nir.NIRNode:
         if layer.bias is None:
             return nir.Linear(weight=np.array(weight))
         return nir.Affine(weight=np.array(weight), bias=np.array(layer.bias))
-    if isinstance(layer, (IF, LIF, LI, CuBaLIF)):
+    if isinstance(layer, NEURONS):
         return _neuron_node(layer, dt, where)
+    if isinstance(layer, Recurrent):
+        return _recurrent_node(layer, dt, where)
+    if isinstance(layer, CONV_LAYERS):
+        return conv_node(layer, in_shape, where)
+    if isinstance(layer, ALIF):
+        raise _no_alif(where)
     if isinstance(layer, Flatten):
         return nir.Flatten({"input": np.array(layer.in_shape)}, start_dim=0, end_dim=-1)
     raise TypeError(
@@ -114,7 +149,7 @@ def _connect_graph(model: Connect, dt: float, where: str, metadata: dict) -> nir
     names = [f"layer{k}" for k in range(len(model.layers))]
     nodes = {"input": nir.Input(input_type=np.array(model.in_shape))}
     for k, layer in enumerate(model.layers):
-        nodes[names[k]] = _layer_node(layer, dt, f"{where}.layers[{k}]")
+        nodes[names[k]] = _layer_node(layer, dt, f"{where}.layers[{k}]", model.shapes[k])
     edges = list(zip(["input", *names], names))
     for index, (projection, (k, i)) in enumerate(zip(model.projections, model.edges)):
         if len(model.shapes[k]) != 1 or len(model.shapes[i + 1]) != 1:
@@ -167,7 +202,15 @@ def to_nir(model: AbstractNeuron | eqx.nn.Linear, *, dt: float = 1e-4) -> nir.NI
     """
     dt = check_dt(dt, "to_nir")
     if not isinstance(model, Connect):
-        if not isinstance(model, (eqx.nn.Linear, IF, LIF, LI, CuBaLIF)):
+        if isinstance(model, ALIF):
+            raise _no_alif("`model`")
+        if isinstance(model, CONV_LAYERS):
+            raise ValueError(
+                f"to_nir: `model` ({type(model).__name__}) does not know the shape of its "
+                f"input, which NIR's convolutions record; export "
+                f"Connect([conv, ...], in_shape=(channels, *spatial))."
+            )
+        if not isinstance(model, (eqx.nn.Linear, *NEURONS, Recurrent)):
             raise TypeError(
                 f"to_nir: `model` ({type(model).__name__}) has no NIR node; eqslax exports "
                 f"{SUPPORTED_LAYERS}."

@@ -12,6 +12,7 @@ import nir
 import numpy as np
 
 from ._conventions import Convention
+from ._recurrent import is_recurrent_graph
 
 WEIGHT_NODES = (nir.Linear, nir.Affine)
 _PASS = "pass"  # marker for joins: sub-graph Input/Output and Identity nodes
@@ -76,6 +77,11 @@ def _flatten_into(graph, prefix: str, nodes: dict, edges: list, convention, wher
         full = prefix + name
         if full in nodes:
             raise ValueError(f"from_nir: node name {full!r} occurs twice after flattening.")
+        if is_recurrent_graph(node):  # one layer, read whole by `node_to_layer`
+            for inner, inner_node in node.nodes.items():
+                _check_values(f"{full}.{inner}", inner_node)
+            nodes[full] = node
+            continue
         if isinstance(node, nir.NIRGraph):
             ports[name] = _flatten_into(
                 node, full + ".", nodes, edges, convention, f"sub-graph {full!r}"

@@ -9,7 +9,7 @@ import nir
 import numpy as np
 
 from .._flatten import Flatten
-from .._neurons import IF, LI, LIF, CuBaLIF
+from .._neurons import IF, LI, LIF, CuBaLIF, Recurrent
 from .._neurons._base import RESET_MODES
 from ._conventions import (
     Convention,
@@ -18,9 +18,13 @@ from ._conventions import (
     leak_potential_is_zero,
     unit_gain,
 )
+from ._conv import conv_in_shape, conv_layer
 from ._export import RESET_DECAY_KEY, RESET_KEY
+from ._recurrent import is_recurrent_graph, recurrent_parts
 
-SUPPORTED_NODES = "Affine, Linear, Flatten, IF, LIF, LI, CubaLIF, Input, Output and NIRGraph"
+SUPPORTED_NODES = (
+    "Affine, Linear, Conv1d, Conv2d, Flatten, IF, LIF, LI, CubaLIF, Input, Output and NIRGraph"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,10 +192,33 @@ def _flatten(node, where: str, in_shape) -> Layer:
     return Layer(Flatten(shape), (int(np.prod(shape)),))
 
 
+def _recurrent(graph, options: Options, where: str, in_shape) -> Layer:
+    """A sub-graph `to_nir` wrote for `Recurrent(neuron)`."""
+    node, weight = recurrent_parts(graph, where)
+    inner = _neuron(node, options, f"{where}'s neuron", in_shape)
+    if inner.input_gain is not None:
+        raise ValueError(
+            f"from_nir: {where}'s neuron (LI) has an input gain != 1 under this convention, "
+            f"which eqslax would fold into W_rec and the layer before; read the file with "
+            f"convention='eqslax'."
+        )
+    n = int(np.prod(inner.out_shape))
+    if weight.shape != (n, n):
+        raise ValueError(
+            f"from_nir: {where}'s recurrent weight has shape {weight.shape}; its neuron has "
+            f"{n} units, so it must be {(n, n)}."
+        )
+    return Layer(Recurrent(inner.module, weight=_floats(weight)), inner.out_shape)
+
+
 def node_to_layer(node, options: Options, where: str, in_shape) -> Layer:
     """Convert one node; `in_shape` is the shape it receives (`None`: not known)."""
     if isinstance(node, (nir.Linear, nir.Affine)):
         return _weights(node, where, in_shape)
+    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
+        return Layer(*conv_layer(node, where, in_shape))
+    if is_recurrent_graph(node):
+        return _recurrent(node, options, where, in_shape)
     if isinstance(node, (nir.IF, nir.LIF, nir.LI, nir.CubaLIF)):
         return _neuron(node, options, where, in_shape)
     if isinstance(node, nir.Flatten):
@@ -205,6 +232,12 @@ def node_to_layer(node, options: Options, where: str, in_shape) -> Layer:
 def _expected_shape(node) -> tuple[int, ...] | None:
     if isinstance(node, (nir.Linear, nir.Affine)):
         return (int(np.shape(node.weight)[-1]),)
+    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
+        return conv_in_shape(node)
+    if is_recurrent_graph(node):
+        node = node.nodes.get("neuron")
+        if node is None:
+            return None
     shapes = {np.shape(v) for v in vars(node).values() if isinstance(v, np.ndarray)}
     shapes = {s for s in shapes if int(np.prod(s)) != 1}
     return shapes.pop() if len(shapes) == 1 else None
@@ -215,6 +248,9 @@ def first_input_shape(node, declared) -> tuple[int, ...] | None:
     first layer does not have (torch exporters write one)."""
     declared = None if declared is None else tuple(int(s) for s in np.ravel(declared))
     expected = _expected_shape(node)
+    if expected is None and declared is not None and isinstance(node, (nir.Conv1d, nir.Conv2d)):
+        rank = 2 if isinstance(node, nir.Conv1d) else 3  # (channels, *spatial)
+        return declared[len(declared) - rank :] if len(declared) > rank else declared
     if expected is None:
         return None if declared is None else strip_batch_axes(declared)
     if declared is None or strip_batch_axes(declared) == strip_batch_axes(expected):
