@@ -56,6 +56,25 @@ def conv_node(layer: eqx.nn.Conv, in_shape, where: str) -> nir.NIRNode:
         bias, metadata = np.array(np.reshape(layer.bias, (-1,))), {}
     else:
         bias, metadata = np.zeros(weight.shape[0], weight.dtype), {USE_BIAS_KEY: False}
+    node = _make_node(layer, spatial, padding, weight, bias, metadata)
+    # NIR 1.0 infers C_in = weight.shape[1] (PyTorch's C_in / groups) and a square kernel;
+    # the true types keep the graph's type check honest for grouped and non-square kernels.
+    out = jax.eval_shape(layer, jax.ShapeDtypeStruct(tuple(in_shape), layer.weight.dtype))
+    node.input_type = {"input": np.array(in_shape)}
+    node.output_type = {"output": np.array(out.shape)}
+    return node
+
+
+def nir_infers_wrong_types(node) -> bool:
+    """Whether NIR's own shape inference gets `node` wrong (a grouped convolution, or a
+    non-square 2-D kernel), so that `nir.read` with type checks rejects a correct file."""
+    if not isinstance(node, (nir.Conv1d, nir.Conv2d)):
+        return False
+    kernel = np.shape(node.weight)[2:]
+    return int(node.groups) != 1 or len(set(kernel)) > 1
+
+
+def _make_node(layer, spatial, padding, weight, bias, metadata) -> nir.NIRNode:
     if layer.num_spatial_dims == 1:
         return nir.Conv1d(
             input_shape=spatial[0],

@@ -166,7 +166,9 @@ def _connect_graph(model: Connect, dt: float, where: str, metadata: dict) -> nir
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
 
 
-def to_nir(model: AbstractNeuron | eqx.nn.Linear, *, dt: float = 1e-4) -> nir.NIRGraph:
+def to_nir(
+    model: AbstractNeuron | eqx.nn.Linear | eqx.nn.Conv, *, dt: float = 1e-4
+) -> nir.NIRGraph:
     r"""Write `model` as a NIR graph (checked by NIR's own type inference).
 
     Layers become nodes `layer0, layer1, ...` in a chain from `input` to `output`;

@@ -108,8 +108,8 @@ def _check_values(name: str, node):
     """A node's numbers must not be NaN, and its weights and biases must be finite:
     either would silently give NaN or silent neurons."""
     for field, value in vars(node).items():
-        if field in ("input_type", "output_type", "metadata"):
-            continue
+        if field in ("input_type", "output_type", "metadata") or value is None:
+            continue  # None: an optional field left out (a Conv's input_shape)
         try:
             arr = np.asarray(value, dtype=float)
         except (TypeError, ValueError):

@@ -14,6 +14,7 @@ from .._connect import Connect
 from .._neurons._base import RESET_MODES
 from .._surrogate import AbstractSurrogate
 from ._conventions import CONVENTIONS
+from ._conv import nir_infers_wrong_types
 from ._export import DT_KEY, check_dt
 from ._graph import chain, flatten
 from ._nodes import Layer, Options, first_input_shape, node_to_layer, strip_batch_axes
@@ -275,7 +276,30 @@ def _read(path) -> nir.NIRGraph:
     try:
         return nir.read(name)
     except Exception as error:  # h5py and NIR raise OSError, KeyError, TypeError, ...
+        graph = _read_past_conv_inference(name, error)
+        if graph is not None:
+            return graph
         raise ValueError(
             f"load_nir: {name!r} is not a valid or complete NIR file "
             f"({type(error).__name__}: {error})."
         ) from error
+
+
+def _nodes(graph):
+    for node in graph.nodes.values():
+        yield node
+        if isinstance(node, nir.NIRGraph):
+            yield from _nodes(node)
+
+
+def _read_past_conv_inference(name: str, error: Exception) -> nir.NIRGraph | None:
+    """NIR's own type inference rejects grouped and non-square convolutions (it takes
+    `weight.shape[1]` for the input channels and one kernel size); such a file is read
+    without it, and `from_nir` checks every shape itself. `None` for any other failure."""
+    if not (isinstance(error, ValueError) and "Type inference" in str(error)):
+        return None
+    try:
+        graph = nir.read(name, type_check=False)
+    except Exception:
+        return None
+    return graph if any(nir_infers_wrong_types(n) for n in _nodes(graph)) else None
