@@ -20,6 +20,8 @@ import argparse
 import json
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -28,14 +30,13 @@ from eqslax.data import Splits
 from eqslax.neurobench import mackey_glass_series
 
 
-
-def windows(series: np.ndarray, steps: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+def windows(series: np.ndarray, steps: int, stride: int) -> tuple[jax.Array, jax.Array]:
     """Inputs `(n, steps, 1)` = $x_{s..s+T-1}$ and targets `(n, steps, 1)` =
     $x_{s+1..s+T}$ for every start $s$ a multiple of `stride`."""
     starts = np.arange(0, len(series) - steps, stride)
     xs = np.stack([series[s : s + steps] for s in starts])
     ys = np.stack([series[s + 1 : s + steps + 1] for s in starts])
-    return xs[..., None].astype(np.float32), ys[..., None].astype(np.float32)
+    return jnp.asarray(xs[..., None]), jnp.asarray(ys[..., None])  # the default float dtype
 
 
 def dataset(points: int, steps: int, stride: int, train_fraction: float = 0.8) -> Splits:

@@ -12,6 +12,7 @@ field, fails the build naming the page and the file.
 | `memory` | `python -m benchmarks.memory --out DIR` (`DIR/results.json`) |
 | `gradient_similarity_online` | `python examples/gradient_similarity.py online --json PATH` |
 | `gradient_similarity_approximate` | the same with `approximate` |
+| `mackey_glass` | `python examples/mackey_glass.py --json PATH` |
 | `compare_*` | `python -m eqslax compare ... --out DIR` (`DIR/results.json`) |
 | `train` | every `train_*.json`: `python -m eqslax train ... --out DIR` (`DIR/summary.json`) |
 """
@@ -78,6 +79,22 @@ def gradient_similarity_approximate(data) -> str:
     return "\n".join(lines)
 
 
+def _interval(value) -> str:
+    half = value["ci95_half_width"]
+    return f"{value['mean']:.3f}" + ("" if half is None else f" ± {half:.3f}")
+
+
+def mackey_glass(data) -> str:
+    lines = [_command(data), "", f"Mean ± 95 % interval over {data['seeds']} seeds.", ""]
+    lines += ["| rule | lr | test R² | test MSE | updates | time / epoch (s) |"]
+    lines += ["|---|---|---|---|---|---|"]
+    for name, row in data["rules"].items():
+        cells = [name, f"{row['lr']:g}", _interval(row["test_r2"]), _interval(row["test_mse"])]
+        cells += [str(row["updates"]), f"{row['time_per_epoch_s']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def compare(data) -> str:
     """`eqslax compare`'s results.json: one row per rule (first seed's cosines)."""
     rules = data["rules"]
@@ -129,6 +146,7 @@ RENDERERS = {
     "memory": memory,
     "gradient_similarity_online": gradient_similarity_online,
     "gradient_similarity_approximate": gradient_similarity_approximate,
+    "mackey_glass": mackey_glass,
 }
 
 

@@ -13,6 +13,21 @@ late, which is what `Connect` computes and how snnTorch and Spyx write recurrent
 (a `{input, neuron, Linear, output}` sub-graph with `neuron <-> Linear`). A nested
 `Connect` is a sub-graph.
 
+**Layers.** `eqx.nn.Linear` is `Affine` (or `Linear` without a bias), `Flatten` is
+`Flatten`, `eqx.nn.Conv1d`/`Conv2d` are `Conv1d`/`Conv2d` (PyTorch's layout and
+fields: weight `(C_out, C_in / groups, *kernel)`, bias, stride, symmetric zero padding
+or `"same"`, dilation, groups, the input's spatial shape). `Recurrent(neuron)` is the
+recurrent sub-graph above, `neuron -> recurrent -> neuron` with $W_{rec}$ in the `Linear`
+node `recurrent`; its metadata `eqslax.layer = "Recurrent"` brings the layer back on
+import, and a peer's sub-graph without it reads as a `cat` self-edge, the same model.
+
+**No NIR node.** `ALIF` (and `Izhikevich`, `LTC`, ...) raise `TypeError` naming the
+layer. NIR's spiking neurons (`IF`, `LIF`, `CubaLIF`) fire at a fixed threshold;
+ALIF's threshold $\vartheta + \beta a_{t-1}$ rises with each spike, and no NIR node holds
+the adaptation $a$. One could spell ALIF as a graph of `LI`, `Threshold` and `Linear`
+feedback cycles, but NIR does not fix how a tool delays and orders such cycles, so
+peers would not fire as ALIF does; eqslax writes no approximation of that kind.
+
 **Time.** eqslax neurons step without `dt`; NIR's are ODEs. The bridge is the
 forward-Euler step of length $\Delta t$ (`dt`): for `LIF`,
 $\tau\dot v = (v_\mathrm{leak} - v) + RI$ becomes

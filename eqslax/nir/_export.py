@@ -12,8 +12,8 @@ from .._checkpoint import atomic_write
 from .._connect import Connect
 from .._flatten import Flatten
 from .._neurons import ALIF, IF, LI, LIF, AbstractNeuron, CuBaLIF, Recurrent
-from ._conventions import resistance, time_constant
 from ._conv import CONV_LAYERS, conv_node
+from ._conventions import resistance, time_constant
 from ._recurrent import recurrent_graph
 
 SUPPORTED_LAYERS = (
@@ -93,13 +93,13 @@ def _neuron_node(layer, dt: float, where: str) -> nir.NIRNode:
     )
 
 
-def _no_alif(where: str) -> ValueError:
-    return ValueError(
+def _no_alif(where: str) -> TypeError:
+    return TypeError(
         f"to_nir: {where} (ALIF) has no NIR node. NIR's neurons (IF, LIF, CubaLIF, LI, "
         f"CubaLI) have a fixed threshold; ALIF's threshold rises with each spike "
         f"(A_t = threshold + adaptation * a_(t-1), a_t = adaptation_decay * a_(t-1) + s_t), "
         f"and no NIR node carries that state. eqslax does not write an approximation that "
-        f"would fire differently; export a LIF, or keep the model in eqslax's format."
+        f"would fire differently."
     )
 
 
@@ -176,6 +176,14 @@ def to_nir(
     with edges `layer<i> -> projection<n> -> layer<k>` (a cycle when $i \ge k$,
     read back as the previous step); a nested `Connect` becomes a
     sub-graph. `eqx.nn.Linear` is `Affine` with a bias and `Linear` without.
+    `eqx.nn.Conv1d`/`Conv2d` are NIR's `Conv1d`/`Conv2d` with the input shape the layer
+    receives in the `Connect` (zero padding, equal on both sides of an axis, or XLA's
+    `"SAME"` at stride 1; a convolution without a bias writes zeros and
+    `eqslax.use_bias = False`). `Recurrent(neuron)` (of an `IF`, `LIF`, `LI` or `CuBaLIF`
+    of one axis) is a sub-graph `input -> neuron -> output` with the cycle
+    `neuron -> recurrent -> neuron`, $W_{rec}$ the `Linear` node `recurrent`, marked
+    `eqslax.layer = "Recurrent"`. `ALIF` has no NIR node (NIR's neurons have a fixed
+    threshold) and raises `TypeError` naming the layer.
 
     Neurons (forward Euler with step `dt`, see `eqslax.nir`):
 
@@ -196,7 +204,8 @@ def to_nir(
     **Arguments:**
 
     - `model`: a `Connect` or one supported layer
-      (`eqx.nn.Linear`, `IF`, `LIF`, `LI`, `CuBaLIF`).
+      (`eqx.nn.Linear`, `IF`, `LIF`, `LI`, `CuBaLIF`, `Recurrent`); a convolution only
+      inside a `Connect`, which knows its input shape.
     - `dt`: the time step one eqslax step stands for (default `1e-4`, as Slax and
       snnTorch).
 

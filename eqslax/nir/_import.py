@@ -13,8 +13,8 @@ from .._checks import check_choice
 from .._connect import Connect
 from .._neurons._base import RESET_MODES
 from .._surrogate import AbstractSurrogate
-from ._conventions import CONVENTIONS
 from ._conv import nir_infers_wrong_types
+from ._conventions import CONVENTIONS
 from ._export import DT_KEY, check_dt
 from ._graph import chain, flatten
 from ._nodes import Layer, Options, first_input_shape, node_to_layer, strip_batch_axes
@@ -174,10 +174,12 @@ def from_nir(
     r"""Build a `Connect` that computes what `graph` describes.
 
     The graph must be a chain from its `Input` to its `Output` (sub-graphs are
-    inlined) of `Affine`/`Linear` (-> `eqx.nn.Linear`), `IF`, `LIF`, `LI`
-    and `CubaLIF` nodes, plus side connections: `Linear`/`Affine` nodes (or direct
-    edges) from one chain node to another. These become `cat` projections, read at the
-    same step when they point forward and at the previous step when they close a cycle
+    inlined) of `Affine`/`Linear` (-> `eqx.nn.Linear`), `Conv1d`/`Conv2d`
+    (-> `eqx.nn.Conv1d`/`Conv2d`), `Flatten`, `IF`, `LIF`, `LI` and `CubaLIF` nodes and
+    `to_nir`'s `Recurrent` sub-graphs (-> `Recurrent(neuron)`), plus side connections:
+    `Linear`/`Affine` nodes (or direct edges) from one chain node to another. These
+    become `cat` projections, read at the same step when they point forward and at the
+    previous step when they close a cycle
     (the edge that closes it in a depth-first walk from the input that visits successors
     in name order; `to_nir`'s names make that walk follow the layers). An
     `Affine` side connection's bias is folded into the `Linear` layer before its target.
@@ -245,6 +247,11 @@ def load_nir(
     detach_reset: bool | None = None,
 ) -> Connect:
     """`from_nir(nir.read(path), ...)`: read a NIR HDF5 file (NIR's type checks on).
+
+    NIR 1.0's own type inference takes a convolution's input channels from
+    `weight.shape[1]` and one kernel size for both axes, so it rejects correct files with
+    a grouped or non-square convolution; those are read without it, and `from_nir`
+    checks every shape itself.
 
     A missing file raises `FileNotFoundError`; a file that is not a complete NIR file
     (junk, truncated, or an HDF5 file of something else) raises `ValueError`; both name

@@ -11,6 +11,7 @@ import numpy as np
 from .._flatten import Flatten
 from .._neurons import IF, LI, LIF, CuBaLIF, Recurrent
 from .._neurons._base import RESET_MODES
+from ._conv import conv_in_shape, conv_layer
 from ._conventions import (
     Convention,
     check_positive_gain,
@@ -18,7 +19,6 @@ from ._conventions import (
     leak_potential_is_zero,
     unit_gain,
 )
-from ._conv import conv_in_shape, conv_layer
 from ._export import RESET_DECAY_KEY, RESET_KEY
 from ._recurrent import is_recurrent_graph, recurrent_parts
 

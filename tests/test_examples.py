@@ -1,0 +1,29 @@
+"""The examples run and do what their docstrings say, at tiny sizes.
+
+Runtime: about 10 s of CPU time (one compare run of BPTT on 400 points).
+"""
+
+import importlib.util
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mackey_glass_forecast_beats_the_mean(capsys):
+    """BPTT's one-step forecast on the test windows beats predicting the mean (R^2 > 0):
+    0.33 measured on this run in float64 (400 points, 40 epochs, seed 0; 0.37 in
+    float32); after 4 epochs it is about -12."""
+    example = _load("mackey_glass")
+    data = example.main(["--small", "--rules", "bptt"])
+    printed = capsys.readouterr().out
+    assert printed.startswith("| rule | lr | test R² |") and "| bptt |" in printed
+    r2 = data["rules"]["bptt"]["test_r2"]["mean"]
+    assert r2 > 0.1, r2
+    assert data["command"] == "python examples/mackey_glass.py --small --rules bptt"
