@@ -3,14 +3,17 @@
     python examples/mackey_glass.py            # six rules, 3 seeds: about a minute
     python examples/mackey_glass.py --small    # three rules, one seed: about 30 s
 
-The series is `eqslax.neurobench.mackey_glass_series`, standardised with the training
-part's mean and standard deviation. Its first 80 % are cut into windows of `--steps`
-points (stride `--stride`) for training, the rest into windows for testing, so no test
-point is seen in training. At every step $t$ of a window the network reads $x_t$ and
-predicts $x_{t+1}$ from its leaky-integrator readout; the loss is
+The series is `eqslax.neurobench.mackey_glass_series`, cut by
+`eqslax.data.forecasting_windows`: its first 80 % into windows of `--steps` points
+(stride `--stride`) for training, the rest into windows for testing, so no test point is
+seen in training, both standardised with the training part's mean and standard
+deviation. At every step $t$ of a window the network reads $x_t$ and predicts
+$x_{t+1}$ from its leaky-integrator readout; the loss is
 `PerStep(optax.l2_loss)` $= \\frac1T\\sum_t \\tfrac12 (y_t - x_{t+1})^2$. Online rules
 update at every step, BPTT once per batch. `eqslax.compare` ranks the rules by test
 $R^2$ (1 is a perfect forecast, 0 is predicting the mean).
+`examples/compare_mackey_glass.toml` runs a similar experiment (batch 16, 10 epochs)
+from the command line: `python -m eqslax compare --config ...`.
 
 `--json PATH` also writes the table's numbers (the documentation's Results page is
 rendered from them).
@@ -20,40 +23,20 @@ import argparse
 import json
 import sys
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import eqslax
-from eqslax.data import Splits
+from eqslax.data import forecasting_windows
 from eqslax.neurobench import mackey_glass_series
-
-
-def windows(series: np.ndarray, steps: int, stride: int) -> tuple[jax.Array, jax.Array]:
-    """Inputs `(n, steps, 1)` = $x_{s..s+T-1}$ and targets `(n, steps, 1)` =
-    $x_{s+1..s+T}$ for every start $s$ a multiple of `stride`."""
-    starts = np.arange(0, len(series) - steps, stride)
-    xs = np.stack([series[s : s + steps] for s in starts])
-    ys = np.stack([series[s + 1 : s + steps + 1] for s in starts])
-    return jnp.asarray(xs[..., None]), jnp.asarray(ys[..., None])  # the default float dtype
-
-
-def dataset(points: int, steps: int, stride: int, train_fraction: float = 0.8) -> Splits:
-    series = mackey_glass_series(points)
-    split = int(train_fraction * points)
-    mean, std = series[:split].mean(), series[:split].std()
-    series = (series - mean) / std
-    train_x, train_y = windows(series[:split], steps, stride)
-    test_x, test_y = windows(series[split:], steps, stride)
-    return Splits(train_x, train_y, test_x, test_y)
 
 
 def run(
     rules, *, points, steps, stride, hidden, weight_scale, seeds, epochs, batch_size, lr, online_lr
 ) -> eqslax.compare.CompareResult:
     """`eqslax.compare` of `rules` (registry names) on the forecasting task."""
-    data = dataset(points, steps, stride)
+    series = mackey_glass_series(points)
+    data = forecasting_windows(series, window=steps, stride=stride, dtype=jnp.result_type(float))
     offline = {n for n, entry in eqslax.compare.RULES.items() if entry.driver == "offline"}
     specs = [eqslax.compare.rule(n, lr=lr if n in offline else online_lr) for n in rules]
     return eqslax.compare(
