@@ -24,6 +24,11 @@ The per-step function $\ell(\text{output}, \text{target})$ is optax-style, e.g.
 - one integer class label per sequence, `(batch,)` ($c_t = c$);
 - one integer class label per step, `(batch, time)`;
 - real-valued targets per step, `(batch, time, *out)` shaped like the model's output.
+
+**Masks.** Every loss takes an optional per-sample `mask` of shape `(time,)`, True at the
+real steps of a padded sequence: padded steps give no loss, `PerStep` divides by the
+sample's length $T_b = \sum_t m_t$, and `Accumulated` reduces over the real steps only
+(see `eqslax.data.pad_sequences`).
 """
 
 import abc
@@ -34,11 +39,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, ArrayLike, Float, Int, Shaped
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Shaped
 
 from ._checks import check_choice
+from ._mask import broadcast_steps, check_mask_shape, time_mean, with_mask
 
 _REDUCTIONS = {"sum": jnp.sum, "mean": jnp.mean, "max": jnp.max}
+# What a padded step holds for each reduction, so that it changes nothing.
+_NEUTRAL = {"sum": 0.0, "mean": 0.0, "max": -jnp.inf}
 _KINDS = ("class", "value")
 # optax's regression losses: `PerStep(fn)` with one of them takes real-valued targets.
 _REGRESSION = (optax.l2_loss, optax.squared_error, optax.huber_loss, optax.log_cosh)
@@ -83,7 +91,9 @@ class AbstractLoss(eqx.Module):
 
     `needs_layers` losses also receive every layer's outputs (rate regularisers).
     `targets` says which targets the loss takes (default: one class label per
-    sequence). Online rules hand `target_at(target, t)` to `PerStep.step`.
+    sequence). Online rules hand `target_at(target, t)` to `PerStep.step`. `mask`
+    `(time,)` marks the real steps of a padded sequence (True); the library passes it
+    only when one is given, so a loss written without it still runs on unpadded data.
     """
 
     per_step: ClassVar[bool] = False
@@ -103,12 +113,18 @@ class AbstractLoss(eqx.Module):
 
     @abc.abstractmethod
     def __call__(
-        self, outputs: Float[Array, "time ..."], label: Shaped[ArrayLike, "..."], layers=None
+        self,
+        outputs: Float[Array, "time ..."],
+        label: Shaped[ArrayLike, "..."],
+        layers=None,
+        mask: Bool[Array, " time"] | None = None,
     ) -> Float[Array, ""]:
-        """The loss $L$ of one sample."""
+        """The loss $L$ of one sample (over its real steps when `mask` is given)."""
 
     @abc.abstractmethod
-    def predict(self, outputs: Float[Array, "time ..."]) -> Shaped[Array, "..."]:
+    def predict(
+        self, outputs: Float[Array, "time ..."], mask: Bool[Array, " time"] | None = None
+    ) -> Shaped[Array, "..."]:
         """The class this loss's readout assigns to one sample."""
 
     def predict_steps(self, outputs: Float[Array, "time ..."]) -> Shaped[Array, "time ..."]:
@@ -118,6 +134,8 @@ class AbstractLoss(eqx.Module):
 
 class PerStep(AbstractLoss):
     r"""$L = \frac1T \sum_t \ell(y_t, c_t)$, the mean over time of a per-step loss.
+
+    With a `mask`, $L = \frac{1}{T_b}\sum_t m_t\,\ell(y_t, c_t)$, $T_b = \sum_t m_t$.
 
     Classification (`target="class"`): the target is one integer label per sequence
     ($c_t = c$) or one per step; the prediction is $\arg\max_c \sum_t y_{t,c}$
@@ -183,8 +201,10 @@ class PerStep(AbstractLoss):
             )
         return jnp.sum(self.fn(output, target))
 
-    def __call__(self, outputs, label, layers=None):
+    def __call__(self, outputs, label, layers=None, mask=None):
         label = jnp.asarray(label)
+        if mask is not None:
+            check_mask_shape(mask, outputs.shape[:1], "PerStep")
         if self.target == "class":
             label = check_label_range(label, outputs.shape[-1], "PerStep", "label")
         if self.has_time_axis(label):
@@ -196,12 +216,12 @@ class PerStep(AbstractLoss):
             terms = jax.vmap(self.step)(outputs, label)
         else:
             terms = jax.vmap(self.step, in_axes=(0, None))(outputs, label)
-        return jnp.mean(terms)
+        return time_mean(terms, mask)
 
-    def predict(self, outputs):
+    def predict(self, outputs, mask=None):
         if self.target == "value":
             return outputs
-        return jnp.argmax(jnp.sum(outputs, axis=0))
+        return jnp.argmax(reduce_time(outputs, "sum", mask))
 
     def predict_steps(self, outputs):
         return outputs if self.target == "value" else jnp.argmax(outputs, axis=-1)
@@ -212,7 +232,8 @@ class Accumulated(AbstractLoss):
 
     `reduce="sum"` with spikes gives a loss on spike counts; `"max"` and `"mean"`
     are the usual membrane readouts of an `LI` output layer. Takes one
-    class label per sequence.
+    class label per sequence. With a `mask` the reduction runs over the real steps only
+    (`"mean"` divides by $T_b$).
 
     **Arguments:** `fn(reduced, label) -> scalar` (default softmax cross-entropy) and
     `reduce`.
@@ -224,18 +245,33 @@ class Accumulated(AbstractLoss):
     def __check_init__(self):
         check_choice(self.reduce, "reduce", tuple(_REDUCTIONS), "Accumulated")
 
-    def __call__(self, outputs, label, layers=None):
+    def __call__(self, outputs, label, layers=None, mask=None):
         label = jnp.asarray(label)
+        if mask is not None:
+            check_mask_shape(mask, outputs.shape[:1], "Accumulated")
         if label.ndim != 0:
             raise ValueError(
                 f"Accumulated: `label` must be one class label per sequence (a scalar), got "
                 f"shape {label.shape}; per-step targets need PerStep."
             )
         label = check_label_range(label, outputs.shape[-1], "Accumulated", "label")
-        return self.fn(_REDUCTIONS[self.reduce](outputs, axis=0), label)
+        return self.fn(reduce_time(outputs, self.reduce, mask), label)
 
-    def predict(self, outputs):
-        return jnp.argmax(_REDUCTIONS[self.reduce](outputs, axis=0))
+    def predict(self, outputs, mask=None):
+        return jnp.argmax(reduce_time(outputs, self.reduce, mask))
+
+
+def reduce_time(
+    outputs: Float[Array, "time ..."], reduce: str, mask: Bool[Array, " time"] | None = None
+) -> Float[Array, "..."]:
+    """`reduce` (`"sum"`, `"mean"` or `"max"`) over the time axis, over the real steps
+    of `mask` when one is given."""
+    if mask is None:
+        return _REDUCTIONS[reduce](outputs, axis=0)
+    kept = jnp.where(broadcast_steps(mask, outputs), outputs, _NEUTRAL[reduce])
+    if reduce == "mean":
+        return jnp.sum(kept, axis=0) / jnp.maximum(jnp.sum(mask), 1)
+    return _REDUCTIONS[reduce](kept, axis=0)
 
 
 class CountMSE(eqx.Module):
@@ -261,6 +297,7 @@ class RateRegularised(AbstractLoss):
     \quad \bar s^l_i = \frac1T\sum_t s^l_{t,i}
     $$
 
+    (with a `mask`, $\bar s^l_i$ is the mean over the $T_b$ real steps).
     `layer_mask` selects the spiking layers (see `spiking_layers`); linear maps
     and `LI` readouts have no firing rate. Takes the targets of `loss`.
 
@@ -282,8 +319,8 @@ class RateRegularised(AbstractLoss):
     def target_at(self, target, t):
         return self.loss.target_at(target, t)
 
-    def __call__(self, outputs, label, layers=None):
-        base = self.loss(outputs, label, layers)
+    def __call__(self, outputs, label, layers=None, mask=None):
+        base = with_mask(self.loss, outputs, label, layers, mask=mask)
         if layers is None:
             raise ValueError("RateRegularised: needs every layer's outputs (`layers`).")
         if len(layers) != len(self.layer_mask):
@@ -292,14 +329,14 @@ class RateRegularised(AbstractLoss):
                 f"model has {len(layers)} layers."
             )
         penalty = sum(
-            jnp.mean((jnp.mean(y, axis=0) - self.target_rate) ** 2)
+            jnp.mean((reduce_time(y, "mean", mask) - self.target_rate) ** 2)
             for y, keep in zip(layers, self.layer_mask)
             if keep
         )
         return base + self.strength * penalty
 
-    def predict(self, outputs):
-        return self.loss.predict(outputs)
+    def predict(self, outputs, mask=None):
+        return with_mask(self.loss.predict, outputs, mask=mask)
 
     def predict_steps(self, outputs):
         return self.loss.predict_steps(outputs)

@@ -10,7 +10,8 @@ from jaxtyping import Array, Bool, Float, PyTree, Shaped
 from ._losses import AbstractLoss
 from ._neurons import AbstractNeuron
 from ._parameters import trainable
-from ._rules._base import check_batch
+from ._mask import check_takes_mask, with_mask
+from ._rules._base import check_batch, check_rule_mask
 
 
 class TrainState(eqx.Module):
@@ -36,7 +37,12 @@ class AbstractTrainStep(eqx.Module):
     """A jitted training step `(model, state, xs, ys) -> (model, state, outputs, loss)`
     with `xs` (batch, time, *in) and `ys` a target the loss takes ((batch,) labels,
     (batch, time) labels or (batch, time, *out) values); `init(model)` makes the first
-    `state` (a `TrainState`). Concrete steps say how one batch is learned."""
+    `state` (a `TrainState`). Concrete steps say how one batch is learned.
+
+    An optional `mask` (batch, time) of booleans marks the real steps of padded
+    sequences (see `eqslax.data.pad_sequences`): padded steps give no loss and no
+    learning signal, and an online step does no update at a step where every sample is
+    padded. It is checked (shape, dtype, a real step per sample) before any work."""
 
     loss: eqx.AbstractVar[AbstractLoss]
     optimizer: eqx.AbstractVar[optax.GradientTransformation]
@@ -46,8 +52,9 @@ class AbstractTrainStep(eqx.Module):
         """The learning rule's state before the first batch."""
 
     @abc.abstractmethod
-    def run(self, model, state: TrainState, xs, ys):
-        """The jitted work of one call, after the arguments were checked."""
+    def run(self, model, state: TrainState, xs, ys, mask=None):
+        """The jitted work of one call, after the arguments were checked (`mask` is
+        passed only when one is given)."""
 
     def check(self, xs) -> None:
         """Extra checks of a batch, before any work (none by default)."""
@@ -61,7 +68,12 @@ class AbstractTrainStep(eqx.Module):
         state: TrainState,
         xs: Float[Array, "batch time *in"],
         ys: Shaped[Array, "batch ..."],
+        mask: Bool[Array, "batch time"] | None = None,
     ) -> tuple[AbstractNeuron, TrainState, Array, Array]:
-        ys = check_batch(model, self.loss, xs, ys, type(self).__name__)
+        owner = type(self).__name__
+        ys = check_batch(model, self.loss, xs, ys, owner)
+        mask = check_rule_mask(getattr(self, "rule", None), self.loss, mask, xs, owner)
+        if mask is not None:
+            check_takes_mask(self.run, f"{owner}.run", owner)
         self.check(xs)
-        return self.run(model, state, xs, ys)
+        return with_mask(self.run, model, state, xs, ys, mask=mask)

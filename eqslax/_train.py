@@ -5,6 +5,7 @@ import optax
 
 from ._finite import any_nonfinite
 from ._losses import AbstractLoss
+from ._mask import with_mask
 from ._neurons import AbstractNeuron
 from ._parameters import trainable
 from ._precision import check_training_precision
@@ -22,13 +23,14 @@ class OfflineStep(AbstractTrainStep):
     def init_rule(self, model):
         return self.rule.init(model)
 
-    def run(self, model, state, xs, ys):
-        return _offline_step(self, model, state, xs, ys)
+    def run(self, model, state, xs, ys, mask=None):
+        return _offline_step(self, model, state, xs, ys, mask)
 
 
 @eqx.filter_jit
-def _offline_step(step: OfflineStep, model, state: TrainState, xs, ys):
-    grads, rule_state, aux = step.rule.update(model, state.rule, step.loss, xs, ys)
+def _offline_step(step: OfflineStep, model, state: TrainState, xs, ys, mask):
+    update = step.rule.update
+    grads, rule_state, aux = with_mask(update, model, state.rule, step.loss, xs, ys, mask=mask)
     updates, opt_state = step.optimizer.update(grads, state.optimizer, trainable(model))
     model = eqx.apply_updates(model, updates)
     bad = any_nonfinite(grads, trainable(model))

@@ -11,7 +11,13 @@ from ._losses import AbstractLoss
 from ._neurons import AbstractNeuron
 from ._parameters import trainable_mask
 from ._precision import check_training_precision
-from ._rules._online import AbstractOnlineRule, batch_step, check_per_step
+from ._rules._online import (
+    AbstractOnlineRule,
+    batch_step,
+    check_per_step,
+    keep_real,
+    sequence_loss_value,
+)
 from ._simulate import check_model
 from ._step import AbstractTrainStep, TrainState, check_optimizer
 from ._train import OfflineStep
@@ -25,6 +31,11 @@ class OnlineStep(AbstractTrainStep):
     and the optimiser updates $\theta$; the next step runs with the new
     parameters while traces carry on. One `lax.scan` over time, `vmap` over batch.
     Built by `train_online`; `init(model)` makes the first state.
+
+    With a `mask`, a padded sample's step gradient is zero (the batch mean still divides
+    by $B$), and at a step where every sample is padded neither the parameters nor the
+    optimiser state change. The reported loss is
+    $\frac1B\sum_b \frac{1}{T_b}\sum_t m_{b,t}\,\ell(y^{(b)}_t, c^{(b)}_t)$.
     """
 
     loss: AbstractLoss
@@ -34,12 +45,12 @@ class OnlineStep(AbstractTrainStep):
     def init_rule(self, model):
         return self.rule.init(model)
 
-    def run(self, model, state, xs, ys):
-        return _online_step(self, model, state, xs, ys)
+    def run(self, model, state, xs, ys, mask=None):
+        return _online_step(self, model, state, xs, ys, mask)
 
 
 @eqx.filter_jit
-def _online_step(step: OnlineStep, model, state: TrainState, xs, ys):
+def _online_step(step: OnlineStep, model, state: TrainState, xs, ys, mask):
     rule, loss = step.rule, step.loss
     params, static = eqx.partition(model, trainable_mask(model))
     model_states, traces = jax.vmap(lambda x: rule.start(model, x[0]))(xs)
@@ -50,18 +61,29 @@ def _online_step(step: OnlineStep, model, state: TrainState, xs, ys):
         model_states, traces, grads, y, value = batch_step(
             rule, current, loss, model_states, traces, xs, ys, t
         )
-        grads = jtu.tree_map(lambda g: jnp.mean(g, axis=0), grads)
-        updates, opt_state = step.optimizer.update(grads, opt_state, params)
-        params = eqx.apply_updates(params, updates)
+        real = None if mask is None else mask[:, t]
+        grads = jtu.tree_map(lambda g: jnp.mean(g, axis=0), keep_real(grads, real))
+        updates, new_opt_state = step.optimizer.update(grads, opt_state, params)
+        new_params = eqx.apply_updates(params, updates)
+        if mask is None:
+            params, opt_state = new_params, new_opt_state
+        else:  # a step no sample reaches leaves the optimiser untouched
+            any_real = jnp.any(real)
+            params, opt_state = jtu.tree_map(
+                lambda new, old: jnp.where(any_real, new, old),
+                (new_params, new_opt_state),
+                (params, opt_state),
+            )
         bad = bad | any_nonfinite(grads)
-        return (params, opt_state, model_states, traces, bad), (y, jnp.mean(value))
+        return (params, opt_state, model_states, traces, bad), (y, value)
 
     carry = (params, state.optimizer, model_states, traces, jnp.asarray(False))
     steps = jnp.arange(xs.shape[1])
     (params, opt_state, _, _, bad), (outputs, values) = jax.lax.scan(body, carry, steps)
     model = eqx.combine(params, static)
     new_state = TrainState(opt_state, state.rule, bad | any_nonfinite(params))
-    return model, new_state, jnp.moveaxis(outputs, 0, 1), jnp.mean(values)
+    value = sequence_loss_value(jnp.moveaxis(values, 0, 1), mask)
+    return model, new_state, jnp.moveaxis(outputs, 0, 1), value
 
 
 def _check(model, rule, loss, optimizer, owner):

@@ -10,10 +10,11 @@ import abc
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PyTree, Shaped
+from jaxtyping import Array, Bool, Float, PyTree, Shaped
 
 from .._checks import check_float_array
 from .._losses import AbstractLoss, check_label_range
+from .._mask import check_mask, check_takes_mask, with_mask
 from .._neurons import AbstractNeuron
 from .._precision import check_input_precision
 
@@ -111,6 +112,11 @@ class AbstractLearningRule(eqx.Module):
     - `grad(model, loss, xs, ys) -> grads`: the gradient the rule produces for one
       batch, summed over the sequence with parameter updates deferred to its end. This
       is what gradient comparisons and identity tests use.
+
+    Both take an optional `mask` `(batch, time)` of booleans, True at the real steps of
+    padded sequences: padded steps give no loss and no learning signal (see
+    `eqslax.data.pad_sequences`). A rule's `update` written without a `mask` keyword
+    runs unchanged on unpadded batches.
     """
 
     def init(self, model: AbstractNeuron) -> PyTree:
@@ -124,6 +130,7 @@ class AbstractLearningRule(eqx.Module):
         loss: AbstractLoss,
         xs: Float[Array, "batch time *in"],
         ys: Shaped[Array, "batch ..."],
+        mask: Bool[Array, "batch time"] | None = None,
     ) -> tuple[PyTree, PyTree, Aux]:
         """One batch's gradient, the new rule state and what the rule saw."""
 
@@ -133,15 +140,30 @@ class AbstractLearningRule(eqx.Module):
         loss: AbstractLoss,
         xs: Float[Array, "batch time *in"],
         ys: Shaped[Array, "batch ..."],
+        mask: Bool[Array, "batch time"] | None = None,
     ) -> PyTree:
-        ys = check_batch(model, loss, xs, ys, f"{type(self).__name__}.grad")
-        grads, _, _ = _jit_update(self, model, self.init(model), loss, xs, ys)
+        owner = f"{type(self).__name__}.grad"
+        ys = check_batch(model, loss, xs, ys, owner)
+        mask = check_rule_mask(self, loss, mask, xs, owner)
+        grads, _, _ = _jit_update(self, model, self.init(model), loss, xs, ys, mask)
         return grads
 
 
+def check_rule_mask(rule, loss, mask, xs, owner: str):
+    """`mask` checked against the batch `xs` (None passes), and taken by `rule` (when
+    given) and by `loss`."""
+    if mask is None:
+        return None
+    mask = check_mask(mask, xs.shape[:2], owner)
+    if rule is not None:
+        check_takes_mask(rule.update, f"{type(rule).__name__}.update", owner)
+    check_takes_mask(loss.__call__, f"the loss {type(loss).__name__}", owner)
+    return mask
+
+
 @eqx.filter_jit
-def _jit_update(rule, model, rule_state, loss, xs, ys):
-    return rule.update(model, rule_state, loss, xs, ys)
+def _jit_update(rule, model, rule_state, loss, xs, ys, mask=None):
+    return with_mask(rule.update, model, rule_state, loss, xs, ys, mask=mask)
 
 
 def zeros_like_trainable(params: PyTree) -> PyTree:

@@ -7,6 +7,7 @@ import jax.tree_util as jtu
 
 from .._checks import shape_tuple
 from .._losses import AbstractLoss
+from .._mask import with_mask
 from .._parameters import trainable_mask
 from .._simulate import (
     SCHEDULES,
@@ -50,44 +51,57 @@ def _unroll(model, xs, window: int | None, checkpoint: bool, state=None, schedul
 
 
 def sequence_loss(
-    model, loss: AbstractLoss, xs, ys, window=None, checkpoint=False, schedule="step", unroll=1
+    model,
+    loss: AbstractLoss,
+    xs,
+    ys,
+    window=None,
+    checkpoint=False,
+    schedule="step",
+    unroll=1,
+    mask=None,
 ):
     """Batch-mean loss of a batch and the outputs (batch, time, *out); `schedule` as
-    in `simulate` (`"step"` whenever `window` is given)."""
+    in `simulate` (`"step"` whenever `window` is given); `mask` (batch, time) or None."""
     schedule = "step" if window is not None else resolve_schedule(model, schedule, "BPTT")
 
-    def one(x, y):
+    def one(x, y, m):
         outputs, layers, _ = _unroll(model, x, window, checkpoint, schedule=schedule, unroll=unroll)
-        return loss(outputs, y, layers if loss.needs_layers else None), outputs
+        layers = layers if loss.needs_layers else None
+        return with_mask(loss, outputs, y, layers, mask=m), outputs
 
-    losses, outputs = jax.vmap(one)(xs, ys)
+    losses, outputs = jax.vmap(one)(xs, ys, mask)
     return jnp.mean(losses), outputs
 
 
-def segment_loss(model, loss: AbstractLoss, xs, ys, states, first=False):
+def segment_loss(model, loss: AbstractLoss, xs, ys, states, first=False, mask=None):
     """Batch-mean per-step loss of a segment started from (detached) batched `states`;
     returns `(loss, (outputs, final_states))`. The `first` segment starts from the
-    model's initial state instead, keeping its gradient path to the parameters."""
+    model's initial state instead, keeping its gradient path to the parameters. With a
+    `mask`, each sample's loss is the mean over its real steps in the segment (0 if
+    none)."""
 
-    def one(x, y, state):
+    def one(x, y, state, m):
         start = jtu.tree_map(
             lambda carried, h0: jnp.where(first, h0, jax.lax.stop_gradient(carried)),
             state,
             initial_state(model, x[0]),
         )
         outputs, _, final = _unroll(model, x, None, False, start)
-        return loss(outputs, y), outputs, final
+        return with_mask(loss, outputs, y, mask=m), outputs, final
 
-    losses, outputs, finals = jax.vmap(one)(xs, ys, states)
+    losses, outputs, finals = jax.vmap(one)(xs, ys, states, mask)
     return jnp.mean(losses), (outputs, finals)
 
 
-def offline_gradient(model, loss, xs, ys, window=None, checkpoint=False, schedule="step", unroll=1):
+def offline_gradient(
+    model, loss, xs, ys, window=None, checkpoint=False, schedule="step", unroll=1, mask=None
+):
     params, static = eqx.partition(model, trainable_mask(model))
 
     def objective(params):
         model = eqx.combine(params, static)
-        return sequence_loss(model, loss, xs, ys, window, checkpoint, schedule, unroll)
+        return sequence_loss(model, loss, xs, ys, window, checkpoint, schedule, unroll, mask)
 
     (value, outputs), grads = jax.value_and_grad(objective, has_aux=True)(params)
     return grads, Aux(outputs=outputs, loss=value)
@@ -117,7 +131,7 @@ class BPTT(AbstractLearningRule):
             )
         check_unroll(self.unroll, "BPTT")
 
-    def update(self, model, rule_state, loss, xs, ys):
+    def update(self, model, rule_state, loss, xs, ys, mask=None):
         grads, aux = offline_gradient(
             model,
             loss,
@@ -126,6 +140,7 @@ class BPTT(AbstractLearningRule):
             checkpoint=self.checkpoint,
             schedule=self.schedule,
             unroll=self.unroll,
+            mask=mask,
         )
         return grads, rule_state, aux
 
@@ -152,12 +167,12 @@ class TruncatedBPTT(AbstractLearningRule):
         (self.window,) = shape_tuple(window, "window", "TruncatedBPTT")
         self.checkpoint = checkpoint
 
-    def update(self, model, rule_state, loss, xs, ys):
+    def update(self, model, rule_state, loss, xs, ys, mask=None):
         if not loss.per_step:
             raise ValueError(
                 f"TruncatedBPTT: needs a per-step loss (PerStep), got {type(loss).__name__}."
             )
         grads, aux = offline_gradient(
-            model, loss, xs, ys, window=self.window, checkpoint=self.checkpoint
+            model, loss, xs, ys, window=self.window, checkpoint=self.checkpoint, mask=mask
         )
         return grads, rule_state, aux

@@ -288,9 +288,9 @@ class EProp(AbstractLayerwiseRule):
         feedback = feedback + (weight - old).T - self.feedback_decay * (feedback - old.T)
         return EPropState(feedback=feedback, readout=weight)
 
-    def update(self, model, rule_state, loss, xs, ys):
+    def update(self, model, rule_state, loss, xs, ys, mask=None):
         check_per_step(loss, "EProp")
         if rule_state is None:  # as from the base class's init: start from ours
             rule_state = self.init(model)
         rule_state = self.advance_feedback(model, rule_state)
-        return deferred_update(self, model, rule_state, loss, xs, ys)
+        return deferred_update(self, model, rule_state, loss, xs, ys, mask)

@@ -9,13 +9,14 @@ from jaxtyping import PyTree
 
 from .._finite import any_nonfinite
 from .._losses import AbstractLoss
+from .._mask import time_mean
 from .._neurons import AbstractNeuron
 from .._parameters import trainable_mask
 from .._precision import check_training_precision
 from .._simulate import check_model, initial_state
 from .._step import AbstractTrainStep, TrainState, check_optimizer
 from ._bptt import segment_loss
-from ._online import AbstractOnlineRule, check_per_step
+from ._online import AbstractOnlineRule, check_per_step, keep_real
 
 
 class FPTTState(eqx.Module):
@@ -59,6 +60,10 @@ class FPTT(eqx.Module):
       carry across segments while its summed step gradients replace the segment BPTT.
     - `reset_each_batch`: restart $\lambda = 0$, $\bar W = W$ at every batch
       (Slax) instead of keeping them across batches (the authors' code, default).
+
+    With a `mask`, each sample's segment loss is the mean over its real steps in the
+    segment (0 when it has none), and a segment in which every sample is padded takes no
+    step: $W$, $\lambda$, $\bar W$ and the optimiser state stay as they are.
     """
 
     segments: int = eqx.field(static=True)
@@ -112,8 +117,8 @@ class FPTTStep(AbstractTrainStep):
     def init_rule(self, model):
         return self.fptt.init(model)
 
-    def run(self, model, state, xs, ys):
-        return _fptt_step(self, model, state, xs, ys)
+    def run(self, model, state, xs, ys, mask=None):
+        return _fptt_step(self, model, state, xs, ys, mask)
 
     def check(self, xs):
         if xs.shape[1] % self.fptt.segments:
@@ -123,7 +128,9 @@ class FPTTStep(AbstractTrainStep):
             )
 
 
-def _segment_gradient(fptt, loss, model, params, static, carry_states, traces, xs, ys, first):
+def _segment_gradient(
+    fptt, loss, model, params, static, carry_states, traces, xs, ys, first, mask
+):
     """Gradient of one segment's loss, its outputs, and the carried states/traces.
 
     The `first` segment starts from the initial state as a function of the parameters.
@@ -132,27 +139,29 @@ def _segment_gradient(fptt, loss, model, params, static, carry_states, traces, x
 
         def objective(params):
             model = eqx.combine(params, static)
-            return segment_loss(model, loss, xs, ys, carry_states, first)
+            return segment_loss(model, loss, xs, ys, carry_states, first, mask)
 
         (value, (outputs, states)), grads = jax.value_and_grad(objective, has_aux=True)(params)
         return grads, value, outputs, states, traces
 
     rule = fptt.rule
 
-    def one(states, traces, x, label):
+    def one(states, traces, x, label, m):
         def body(carry, inputs):
             s, tr, total = carry
             t, x_t = inputs
             s, tr, g, y, v = rule.step(model, s, tr, x_t, loss.target_at(label, t), loss)
+            g, v = keep_real((g, v), None if m is None else m[t])
             return (s, tr, jtu.tree_map(jnp.add, total, g)), (y, v)
 
         zero = jtu.tree_map(jnp.zeros_like, params)
         steps = (jnp.arange(x.shape[0]), x)
         (s, tr, total), (ys_, values) = jax.lax.scan(body, (states, traces, zero), steps)
-        return s, tr, total, ys_, jnp.mean(values)
+        length = x.shape[0] if m is None else jnp.maximum(jnp.sum(m), 1)
+        return s, tr, jtu.tree_map(lambda g: g / length, total), ys_, time_mean(values, m)
 
-    states, traces, totals, outputs, values = jax.vmap(one)(carry_states, traces, xs, ys)
-    grads = jtu.tree_map(lambda g: jnp.mean(g, 0) / xs.shape[1], totals)
+    states, traces, means, outputs, values = jax.vmap(one)(carry_states, traces, xs, ys, mask)
+    grads = jtu.tree_map(lambda g: jnp.mean(g, 0), means)
     return grads, jnp.mean(values), outputs, states, traces
 
 
@@ -164,7 +173,7 @@ def _segments(array, segments: int):
 
 
 @eqx.filter_jit
-def _fptt_step(step: FPTTStep, model, state, xs, ys):
+def _fptt_step(step: FPTTStep, model, state, xs, ys, mask):
     fptt, loss = step.fptt, step.loss
     params, static = eqx.partition(model, trainable_mask(model))
     memory = fptt.init(model) if fptt.reset_each_batch else state.rule
@@ -178,24 +187,30 @@ def _fptt_step(step: FPTTStep, model, state, xs, ys):
     # Per-step targets (batch, time, ...) are cut like the inputs; one label per
     # sequence is the same in every segment.
     targets = _segments(ys, fptt.segments) if ys.ndim > 1 else None
+    masks = None if mask is None else _segments(mask, fptt.segments)
 
     def body(carry, inputs):
         params, opt_state, memory, states, traces, bad = carry
-        index, segment, target = inputs
+        index, segment, target, real = inputs
         target = ys if target is None else target
         current = eqx.combine(params, static)
         grads, value, outputs, states, traces = _segment_gradient(
-            fptt, loss, current, params, static, states, traces, segment, target, index == 0
+            fptt, loss, current, params, static, states, traces, segment, target, index == 0, real
         )
         grads = jtu.tree_map(jnp.add, grads, fptt.regulariser_grad(params, memory))
-        updates, opt_state = step.optimizer.update(grads, opt_state, params)
-        params = eqx.apply_updates(params, updates)
-        memory = fptt.advance(params, memory)
+        updates, new_opt_state = step.optimizer.update(grads, opt_state, params)
+        new_params = eqx.apply_updates(params, updates)
+        new = (new_params, new_opt_state, fptt.advance(new_params, memory))
+        if real is not None:  # a segment no sample reaches takes no step
+            new = jtu.tree_map(
+                lambda a, b: jnp.where(jnp.any(real), a, b), new, (params, opt_state, memory)
+            )
+        params, opt_state, memory = new
         bad = bad | any_nonfinite(grads)
         return (params, opt_state, memory, states, traces, bad), (outputs, value)
 
     carry = (params, state.optimizer, memory, states, traces, jnp.asarray(False))
-    scanned = (jnp.arange(fptt.segments), segments, targets)
+    scanned = (jnp.arange(fptt.segments), segments, targets, masks)
     (params, opt_state, memory, _, _, bad), (outputs, values) = jax.lax.scan(body, carry, scanned)
     outputs = jnp.moveaxis(outputs, 0, 1).reshape(batch, steps, *outputs.shape[3:])
     model = eqx.combine(params, static)

@@ -8,7 +8,10 @@ on every step whether or not a gradient is used.
 
 Its `update`/`grad` defer parameter updates to the end of the sequence: they sum
 the step gradients, divide by $T$ and average over the batch, matching the
-per-step loss $\\mathcal L$ of `eqslax.PerStep` (deferred training).
+per-step loss $\\mathcal L$ of `eqslax.PerStep` (deferred training). With a `mask`
+the step gradients and losses of padded steps are left out and each sample's sum is
+divided by its length $T_b$; the traces still advance through padded steps, as the
+model does, so a mask may also leave out steps in the middle of a sequence.
 """
 
 import abc
@@ -21,6 +24,7 @@ import jax.tree_util as jtu
 from jaxtyping import Array, PyTree
 
 from .._losses import AbstractLoss
+from .._mask import time_mean
 from .._neurons import AbstractNeuron
 from .._simulate import initial_state
 from ._base import AbstractLearningRule, Aux
@@ -78,11 +82,12 @@ class AbstractOnlineRule(AbstractLearningRule):
         state = self.initial(model, x0)
         return state, self.init_traces(model, state)
 
-    def run(self, model, loss, xs, label, rule_state=None):
+    def run(self, model, loss, xs, label, rule_state=None, mask=None):
         """One sample, deferred: summed step gradients, outputs and step losses.
 
         The scan runs over step indices and reads step $t$ of `xs` in place, handing
-        `loss.target_at(label, t)` to `step`."""
+        `loss.target_at(label, t)` to `step`. With a `mask` `(time,)` the sum and the
+        step losses keep only the real steps."""
         state, traces = self.start(model, xs[0], rule_state)
 
         def body(carry, t):
@@ -90,6 +95,7 @@ class AbstractOnlineRule(AbstractLearningRule):
             x = jax.lax.dynamic_index_in_dim(xs, t, 0, keepdims=False)
             target = loss.target_at(label, t)
             state, traces, grads, y, value = self.step(model, state, traces, x, target, loss)
+            grads, value = keep_real((grads, value), None if mask is None else mask[t])
             total = jtu.tree_map(jnp.add, total, grads)
             return (state, traces, total), (y, value)
 
@@ -98,19 +104,25 @@ class AbstractOnlineRule(AbstractLearningRule):
         (_, _, total), (ys, values) = jax.lax.scan(body, (state, traces, zero), steps)
         return total, ys, values
 
-    def update(self, model, rule_state, loss, xs, ys):
+    def update(self, model, rule_state, loss, xs, ys, mask=None):
         check_per_step(loss, type(self).__name__)
-        return deferred_update(self, model, rule_state, loss, xs, ys)
+        return deferred_update(self, model, rule_state, loss, xs, ys, mask)
 
-    def _run_batch(self, model, loss, xs, ys, rule_state=None):
-        """A batch: the batch-summed step gradients, summed over time."""
+    def _run_batch(self, model, loss, xs, ys, rule_state=None, mask=None):
+        """A batch: the batch-summed step gradients, summed over time. With a `mask`
+        each sample keeps its real steps, scaled by $T / T_b$, so that one division by
+        $B T$ gives the batch mean of each sample's mean over its own steps."""
         states, traces = jax.vmap(lambda x: self.start(model, x[0], rule_state))(xs)
+        scale = None if mask is None else xs.shape[1] / jnp.sum(mask, axis=1)
 
         def body(carry, t):
             states, traces, total = carry
             states, traces, grads, y, value = batch_step(
                 self, model, loss, states, traces, xs, ys, t
             )
+            if mask is not None:
+                grads = keep_real(grads, mask[:, t])
+                grads = jtu.tree_map(lambda g: _per_sample(scale, g) * g, grads)
             total = jtu.tree_map(lambda a, g: a + jnp.sum(g, axis=0), total, grads)
             return (states, traces, total), (y, value)
 
@@ -120,19 +132,45 @@ class AbstractOnlineRule(AbstractLearningRule):
         return total, jnp.moveaxis(outputs, 0, 1), values
 
 
-def deferred_update(rule: AbstractOnlineRule, model, rule_state, loss, xs, ys):
+def deferred_update(rule: AbstractOnlineRule, model, rule_state, loss, xs, ys, mask=None):
     """Deferred training on a batch: the step gradients summed over time, divided by
-    $T$ and averaged over the batch; `(grads, rule_state, Aux)`."""
+    $T$ (by each sample's $T_b$ with a `mask`) and averaged over the batch;
+    `(grads, rule_state, Aux)`."""
     batch, steps = xs.shape[:2]
     if rule.sum_batch_each_step:
-        total, outputs, values = rule._run_batch(model, loss, xs, ys, rule_state)
+        total, outputs, values = rule._run_batch(model, loss, xs, ys, rule_state, mask)
         grads = jtu.tree_map(lambda g: g / (batch * steps), total)
+        values = jnp.moveaxis(values, 0, 1)
     else:
-        totals, outputs, values = jax.vmap(lambda x, y: rule.run(model, loss, x, y, rule_state))(
-            xs, ys
-        )
-        grads = jtu.tree_map(lambda g: jnp.mean(g, axis=0) / steps, totals)
-    return grads, rule_state, Aux(outputs=outputs, loss=jnp.mean(values))
+        totals, outputs, values = jax.vmap(
+            lambda x, y, m: rule.run(model, loss, x, y, rule_state, m)
+        )(xs, ys, mask)
+        if mask is None:
+            grads = jtu.tree_map(lambda g: jnp.mean(g, axis=0) / steps, totals)
+        else:
+            lengths = jnp.sum(mask, axis=1)
+            grads = jtu.tree_map(lambda g: jnp.mean(g / _per_sample(lengths, g), 0), totals)
+    return grads, rule_state, Aux(outputs=outputs, loss=sequence_loss_value(values, mask))
+
+
+def sequence_loss_value(values, mask):
+    """The batch-mean loss $\\frac1B\\sum_b \\frac{1}{T_b}\\sum_t m_{b,t}\\ell_{b,t}$
+    from step losses `values` (batch, time)."""
+    return jnp.mean(values) if mask is None else jnp.mean(time_mean(values, mask))
+
+
+def keep_real(tree, real):
+    """`tree` where step `real` (a scalar or per-sample boolean) is real, zeros where it
+    is padded; `tree` itself when `real` is None (no mask)."""
+    if real is None:
+        return tree
+    return jtu.tree_map(lambda a: jnp.where(_per_sample(real, a), a, 0), tree)
+
+
+def _per_sample(values, like):
+    """`values` (batch,) or a scalar, shaped to broadcast against `like` (batch, ...)."""
+    values = jnp.asarray(values)
+    return values.reshape(values.shape + (1,) * (jnp.ndim(like) - values.ndim))
 
 
 def batch_step(rule, model, loss, states, traces, xs, ys, t):

@@ -24,13 +24,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
-from jaxtyping import Array, ArrayLike, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from .._checks import check_choice
 from .._neurons import AbstractNeuron
 from .._neurons._base import as_float
 from .._parameters import trainable
 from .._simulate import record
+from .._mask import with_mask
 from ._base import AbstractLearningRule, Aux
 from ._layers import Layers
 
@@ -43,6 +44,7 @@ def pair_eligibility(
     pre_decay: Float[ArrayLike, ""],
     post_decay: Float[ArrayLike, ""],
     eligibility_decay: Float[ArrayLike, ""],
+    mask: Bool[Array, " time"] | None = None,
 ) -> tuple[Float[Array, "n n_in"], Float[Array, "n n_in"]]:
     r"""Summed potentiation and depression eligibilities of one sample.
 
@@ -57,26 +59,29 @@ def pair_eligibility(
     and eligibilities $e^p_t = \lambda_e e^p_{t-1} + p_t$ (likewise $e^d$).
     Returns $(\sum_t e^p_t, \sum_t e^d_t)$; with $\lambda_e = 0$ these are
     the all-to-all pair sums $\sum_{t_{pre} < t_{post}} \lambda_+^{t_{post} - t_{pre}}$
-    and $\sum_{t_{post} < t_{pre}} \lambda_-^{t_{pre} - t_{post}}$.
+    and $\sum_{t_{post} < t_{pre}} \lambda_-^{t_{pre} - t_{post}}$. With a `mask`
+    $m_t$ (True = real step) the sums keep the real steps only, $\sum_t m_t e_t$.
     """
 
     def step(carry, spikes):
         x, y, e_p, e_d, sum_p, sum_d = carry
-        s_pre, s_post = spikes
+        s_pre, s_post, real = spikes
         x, y = pre_decay * x, post_decay * y
         e_p = eligibility_decay * e_p + jnp.outer(s_post, x)
         e_d = eligibility_decay * e_d + jnp.outer(y, s_pre)
-        return (x + s_pre, y + s_post, e_p, e_d, sum_p + e_p, sum_d + e_d), None
+        sum_p, sum_d = sum_p + jnp.where(real, e_p, 0), sum_d + jnp.where(real, e_d, 0)
+        return (x + s_pre, y + s_post, e_p, e_d, sum_p, sum_d), None
 
     zeros = jnp.zeros((post.shape[1], pre.shape[1]), jnp.result_type(pre, post))
     init = (jnp.zeros_like(pre[0]), jnp.zeros_like(post[0]), zeros, zeros, zeros, zeros)
-    (_, _, _, _, sum_p, sum_d), _ = jax.lax.scan(step, init, (pre, post))
+    real = jnp.ones(pre.shape[0], bool) if mask is None else mask
+    (_, _, _, _, sum_p, sum_d), _ = jax.lax.scan(step, init, (pre, post, real))
     return sum_p, sum_d
 
 
-def layer_spikes(model, loss, xs, ys, owner):
+def layer_spikes(model, loss, xs, ys, owner, mask=None):
     """Record the batch; return `[(linear index, pre, post)]` (each (batch, time, .))
-    and the `Aux` (outputs, batch-mean loss)."""
+    and the `Aux` (outputs, batch-mean loss over the real steps of `mask`)."""
     view = Layers(model, owner)
     for index, layer in enumerate(view):
         if layer.recurrent is not None:
@@ -96,10 +101,10 @@ def layer_spikes(model, loss, xs, ys, owner):
     ]
     needs = loss.needs_layers
 
-    def one(outputs, label, layers):
-        return loss(outputs, label, layers if needs else None)
+    def one(outputs, label, layers, m):
+        return with_mask(loss, outputs, label, layers if needs else None, mask=m)
 
-    value = jnp.mean(jax.vmap(one)(recording.outputs, ys, layers))
+    value = jnp.mean(jax.vmap(one)(recording.outputs, ys, layers, mask))
     return spikes, Aux(outputs=recording.outputs, loss=value)
 
 
@@ -187,9 +192,12 @@ class STDP(AbstractLearningRule):
         pre: Float[Array, "time n_in"],
         post: Float[Array, "time n"],
         eligibility_decay: Float[ArrayLike, ""] = 0.0,
+        mask: Bool[Array, " time"] | None = None,
     ) -> tuple[Float[Array, "n n_in"], Float[Array, "n n_in"]]:
         """`pair_eligibility` of one sample with this rule's trace decays."""
-        return pair_eligibility(pre, post, self.pre_decay, self.post_decay, eligibility_decay)
+        return pair_eligibility(
+            pre, post, self.pre_decay, self.post_decay, eligibility_decay, mask
+        )
 
     def weight_change(
         self, weight: Float[Array, "n n_in"], potentiation: Array, depression: Array
@@ -210,11 +218,12 @@ class STDP(AbstractLearningRule):
         loss,
         xs: Float[Array, "batch time *in"],
         ys: Int[Array, " batch"],
+        mask: Bool[Array, "batch time"] | None = None,
     ):
-        spikes, aux = layer_spikes(model, loss, xs, ys, "STDP")
+        spikes, aux = layer_spikes(model, loss, xs, ys, "STDP", mask)
         changes = {}
         for index, pre, post in spikes:
-            p, d = jax.vmap(self.eligibility)(pre, post)
+            p, d = jax.vmap(lambda a, b, m: self.eligibility(a, b, mask=m))(pre, post, mask)
             weight = model.layers[index].weight
             changes[index] = self.weight_change(weight, jnp.mean(p, 0), jnp.mean(d, 0))
         return as_updates(model, changes), rule_state, aux
@@ -275,7 +284,8 @@ class RewardSTDP(AbstractLearningRule):
 
         - `stdp`: the pair rule, its amplitudes and bounds (default `STDP()`).
         - `reward`: `reward(outputs (time, *out), label) -> scalar` per sample
-          (default: +1 if the most-spiking output is the label, else -1).
+          (default: +1 if the most-spiking output is the label, else -1); with a
+          `mask` the outputs it sees are zero at padded steps.
         - `eligibility_decay`: $\\lambda_e \\in [0, 1]$ (default
           $e^{-1/20}$).
         - `learning_rate`: $\\eta \\ge 0$ (default 1).
@@ -307,9 +317,13 @@ class RewardSTDP(AbstractLearningRule):
         loss,
         xs: Float[Array, "batch time *in"],
         ys: Int[Array, " batch"],
+        mask: Bool[Array, "batch time"] | None = None,
     ):
-        spikes, aux = layer_spikes(model, loss, xs, ys, "RewardSTDP")
-        rewards = jax.vmap(self.reward)(aux.outputs, ys)
+        spikes, aux = layer_spikes(model, loss, xs, ys, "RewardSTDP", mask)
+        outputs = aux.outputs
+        if mask is not None:  # the reward sees no padded step
+            outputs = jnp.where(mask.reshape(mask.shape + (1,) * (outputs.ndim - 2)), outputs, 0)
+        rewards = jax.vmap(self.reward)(outputs, ys)
         if rewards.shape != ys.shape:
             raise ValueError(
                 f"RewardSTDP: `reward` must return one scalar per sample, got shape "
@@ -318,9 +332,9 @@ class RewardSTDP(AbstractLearningRule):
         modulation = self.learning_rate * (rewards - rule_state.baseline)
         changes = {}
         for index, pre, post in spikes:
-            p, d = jax.vmap(lambda a, b: self.stdp.eligibility(a, b, self.eligibility_decay))(
-                pre, post
-            )
+            p, d = jax.vmap(
+                lambda a, b, m: self.stdp.eligibility(a, b, self.eligibility_decay, m)
+            )(pre, post, mask)
             p = jnp.tensordot(modulation, p, axes=1) / xs.shape[0]
             d = jnp.tensordot(modulation, d, axes=1) / xs.shape[0]
             changes[index] = self.stdp.weight_change(model.layers[index].weight, p, d)
