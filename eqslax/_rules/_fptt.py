@@ -128,9 +128,7 @@ class FPTTStep(AbstractTrainStep):
             )
 
 
-def _segment_gradient(
-    fptt, loss, model, params, static, carry_states, traces, xs, ys, first, mask
-):
+def _segment_gradient(fptt, loss, model, params, static, carry_states, traces, xs, ys, first, mask):
     """Gradient of one segment's loss, its outputs, and the carried states/traces.
 
     The `first` segment starts from the initial state as a function of the parameters.

@@ -195,9 +195,7 @@ class STDP(AbstractLearningRule):
         mask: Bool[Array, " time"] | None = None,
     ) -> tuple[Float[Array, "n n_in"], Float[Array, "n n_in"]]:
         """`pair_eligibility` of one sample with this rule's trace decays."""
-        return pair_eligibility(
-            pre, post, self.pre_decay, self.post_decay, eligibility_decay, mask
-        )
+        return pair_eligibility(pre, post, self.pre_decay, self.post_decay, eligibility_decay, mask)
 
     def weight_change(
         self, weight: Float[Array, "n n_in"], potentiation: Array, depression: Array
@@ -332,9 +330,9 @@ class RewardSTDP(AbstractLearningRule):
         modulation = self.learning_rate * (rewards - rule_state.baseline)
         changes = {}
         for index, pre, post in spikes:
-            p, d = jax.vmap(
-                lambda a, b, m: self.stdp.eligibility(a, b, self.eligibility_decay, m)
-            )(pre, post, mask)
+            p, d = jax.vmap(lambda a, b, m: self.stdp.eligibility(a, b, self.eligibility_decay, m))(
+                pre, post, mask
+            )
             p = jnp.tensordot(modulation, p, axes=1) / xs.shape[0]
             d = jnp.tensordot(modulation, d, axes=1) / xs.shape[0]
             changes[index] = self.stdp.weight_change(model.layers[index].weight, p, d)

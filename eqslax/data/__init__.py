@@ -19,6 +19,7 @@ from ._nmnist import (
     read_nmnist as read_nmnist,
     read_nmnist_split as read_nmnist_split,
 )
+from ._padding import pad_sequences as pad_sequences
 from ._randman import RandmanSplit as RandmanSplit, randman as randman
 from ._shd import (
     SHDBatches as SHDBatches,
