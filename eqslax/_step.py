@@ -8,9 +8,9 @@ import optax
 from jaxtyping import Array, Bool, Float, PyTree, Shaped
 
 from ._losses import AbstractLoss
+from ._mask import check_takes_mask, with_mask
 from ._neurons import AbstractNeuron
 from ._parameters import trainable
-from ._mask import check_takes_mask, with_mask
 from ._rules._base import check_batch, check_rule_mask
 
 

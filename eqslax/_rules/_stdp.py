@@ -27,11 +27,11 @@ import jax.tree_util as jtu
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from .._checks import check_choice
+from .._mask import with_mask
 from .._neurons import AbstractNeuron
 from .._neurons._base import as_float
 from .._parameters import trainable
 from .._simulate import record
-from .._mask import with_mask
 from ._base import AbstractLearningRule, Aux
 from ._layers import Layers
 
