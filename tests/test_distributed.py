@@ -132,27 +132,69 @@ EIGHT_DEVICES = textwrap.dedent(
                 ),
             }
 
-    # Loaders, and `devices=` instead of a mesh.
+    # Loaders, and `devices=` instead of a mesh (the same mesh: no new compilation).
     model, step, split, one = reference["float64", "bptt/offline"]
     loaders = Loaders(
         ArrayLoader(split.train_x, split.train_y, 8), ArrayLoader(split.test_x, split.test_y, 4)
     )
-    four, _, seen = train(model, step, loaders, devices=jax.devices()[:4])
-    out["loaders on 4 devices"] = {"gap": gap(one, four), "devices_per_batch": sorted(set(seen))}
+    eight, _, seen = train(model, step, loaders, devices=jax.devices())
+    out["loaders"] = {"gap": gap(one, eight), "devices_per_batch": sorted(set(seen))}
 
-    # Stop on 8 devices after 2 updates, resume on 4: the uninterrupted model.
+    # Stop on 8 devices after 2 updates, resume on one: the uninterrupted model.
     import tempfile
 
     folder = tempfile.mkdtemp()
     train(model, step, split, mesh=mesh, checkpoint_dir=folder, max_steps=2)
-    resumed, _, seen = train(
-        model, step, split, devices=jax.devices()[:4], checkpoint_dir=folder, resume=True
-    )
-    out["resume 8 -> 4 devices"] = {"gap": gap(one, resumed), "updates": len(seen)}
+    resumed, _, seen = train(model, step, split, checkpoint_dir=folder, resume=True)
+    out["resume 8 -> 1 device"] = {"gap": gap(one, resumed), "updates": len(seen)}
 
     out["indivisible batch"] = error(lambda: train(model, step, split, batch_size=6, mesh=mesh))
     odd = Loaders(ArrayLoader(split.train_x, split.train_y, 6), loaders.test)
     out["indivisible loader"] = error(lambda: train(model, step, odd, mesh=mesh))
+
+    # compare: four seeds over four devices, one per device (OTTT: with gradient
+    # similarity to BPTT).
+    def network(key):
+        return eqslax.feedforward((4, 8, 2), key=key, readout="li")
+
+    options = dict(
+        seeds=4, epochs=1, batch_size=8, progress=False, similarity_every=2, trajectory_every=2
+    )
+    alone = eqslax.compare(network, ["ottt"], data, loss, **options).runs["ottt"]
+    spread = eqslax.compare(network, ["ottt"], data, loss, devices=jax.devices()[:4], **options)
+    spread = spread.runs["ottt"]
+    curves = [
+        abs(u - v)
+        for x, y in zip(alone.seeds, spread.seeds)
+        for k in x.similarity_curves
+        for u, v in zip(x.similarity_curves[k], y.similarity_curves[k])
+    ]
+    out["compare over 4 devices"] = {
+        "devices": [alone.devices, spread.devices],
+        "gap": max(gap(x.model, y.model) for x, y in zip(alone.seeds, spread.seeds)),
+        "history_gap": max(
+            abs(u - v)
+            for x, y in zip(alone.seeds, spread.seeds)
+            for key in ("train_loss", "test_loss", "test_accuracy")
+            for u, v in zip(x.history[key], y.history[key])
+        ),
+        "trajectory_gap": max(
+            float(np.max(np.abs(x.trajectory - y.trajectory)))
+            for x, y in zip(alone.seeds, spread.seeds)
+        ),
+        "similarity_points": len(curves),
+        "similarity_gap": max(curves),
+        "memory": [alone.peak_memory_bytes, spread.peak_memory_bytes],
+        "returned_on_one_device": all(
+            len(x.sharding.device_set) == 1
+            for seed in spread.seeds
+            for x in jax.tree.leaves(eqx.filter(seed.model, eqx.is_array))
+        ),
+    }
+    out["compare 3 seeds on 4 devices"] = error(
+        lambda: eqslax.compare(network, ["ottt"], data, loss, **dict(options, seeds=3),
+                               devices=jax.devices()[:4])
+    )
     print(json.dumps(out))
     """
 )
@@ -245,13 +287,13 @@ def test_data_parallel_fit_equals_one_device(eight_devices, dtype, rule, toleran
 
 
 def test_loaders_and_devices_argument(eight_devices):
-    row = eight_devices["loaders on 4 devices"]
-    assert row["devices_per_batch"] == [4]
+    row = eight_devices["loaders"]
+    assert row["devices_per_batch"] == [8]
     assert row["gap"] <= 1e-12
 
 
 def test_resume_on_a_different_number_of_devices(eight_devices):
-    row = eight_devices["resume 8 -> 4 devices"]
+    row = eight_devices["resume 8 -> 1 device"]
     assert row["updates"] == 3  # 2 before the checkpoint, 3 after
     assert row["gap"] <= 1e-12
 
@@ -263,6 +305,23 @@ def test_indivisible_global_batch_is_refused_before_any_work(eight_devices):
     message = eight_devices["indivisible loader"]
     assert "the training loader's `batch_size` must be a multiple" in message
     assert "got 6" in message
+
+
+def test_compare_with_seeds_over_devices_equals_one_device(eight_devices):
+    row = eight_devices["compare over 4 devices"]
+    assert row["devices"] == [1, 4]
+    assert row["gap"] <= 1e-12 and row["history_gap"] <= 1e-12, row
+    assert row["trajectory_gap"] <= 1e-12, row
+    assert row["similarity_points"] > 0 and row["similarity_gap"] <= 1e-10, row
+    assert row["returned_on_one_device"]
+    # each device holds one seed of the four: its share of the memory is smaller
+    single, share = row["memory"]
+    assert share < single
+    message = eight_devices["compare 3 seeds on 4 devices"]
+    assert message.startswith(
+        "compare: the number of `seeds` must be a multiple of the number of devices (4)"
+    )
+    assert "got 3" in message
 
 
 def _free_port() -> int:

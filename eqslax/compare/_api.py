@@ -8,10 +8,12 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from .._finite import check_finite
 from .._losses import AbstractLoss
 from .._metrics import primary_metric
+from ..distributed._mesh import check_divides, resolve_mesh
 from ._loop import Plan, RuleRun, check_rule, train_rule
 from ._registry import Rule, rule
 from ._stats import Interval, mean_ci, paired_difference
@@ -134,6 +136,8 @@ def compare(
     trajectory_every: int = 10,
     progress: bool = True,
     description: str = "",
+    mesh: Mesh | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> CompareResult:
     r"""Train every rule of `rules` from the same initial models on `data` and measure
     what differs.
@@ -162,6 +166,13 @@ def compare(
       the real runs.
     - `similarity_every`, `trajectory_every`: every how many batches the gradient
       similarity to BPTT and the parameters are recorded.
+    - `mesh`, `devices`: spread the seeds over several devices: a 1-D
+      `jax.sharding.Mesh` (`eqslax.distributed.data_mesh()`) or the devices to build one
+      over. The vmapped seed axis of models, training states and batches is split over
+      the devices, so each device trains `len(seeds) / devices` seeds and the results
+      equal a one-device run; the number of seeds must be a multiple of the number of
+      devices. `peak_memory_bytes` is then each device's share. Rules that cannot vmap
+      their seeds run them one after the other on one device.
 
     **Returns:** a [`CompareResult`][].
     """
@@ -189,7 +200,15 @@ def compare(
     seed_keys = [jax.random.key(s) for s in seeds]
     initial, shared = _initial_models(model, seed_keys)
     order_keys = [jax.random.fold_in(k, 2) for k in seed_keys]
-    plan = Plan(batch_size, per_epoch, similarity_every, trajectory_every, progress)
+    mesh = resolve_mesh(mesh, devices, "compare")
+    if mesh is not None:
+        if not vmap_seeds:
+            raise ValueError(
+                "compare: `mesh`/`devices` spread the vmapped seeds over devices; "
+                "they need `vmap_seeds=True`, got vmap_seeds=False."
+            )
+        check_divides(len(seeds), mesh, "the number of `seeds`", "compare", what="seeds")
+    plan = Plan(batch_size, per_epoch, similarity_every, trajectory_every, progress, mesh=mesh)
     for spec in specs:  # every rule's checks before any rule trains
         check_rule(spec, initial[0], data, loss, batch_size)
     tuned = {}

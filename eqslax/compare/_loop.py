@@ -8,11 +8,13 @@ import time
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import jax.tree_util as jtu
 import numpy as np
 
 from .._metrics import add_totals, metric_names, primary_metric
 from .._rules import BPTT, AbstractLearningRule
 from .._rules._base import check_batch
+from ..distributed._mesh import replicate, shard_batch
 from ._progress import Progress
 from ._registry import Rule
 from ._seedwise import Evaluation, batch_totals, seed_metrics, similarity, snapshot
@@ -43,7 +45,8 @@ class SeedRun:
 
 @dataclasses.dataclass
 class RuleRun:
-    """One rule over all seeds, with what it cost."""
+    """One rule over all seeds, with what it cost. `peak_memory_bytes` is XLA's estimate
+    for one device: with the seeds spread over `devices` devices, each device's share."""
 
     name: str
     driver: str
@@ -60,6 +63,7 @@ class RuleRun:
     train_time_s: float
     peak_memory_bytes: int | None
     seeds: list[SeedRun]
+    devices: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +76,7 @@ class Plan:
     trajectory_every: int
     progress: bool
     record: bool = True
+    mesh: object = None  # a 1-D jax.sharding.Mesh the vmapped seeds are spread over
 
 
 def _similarity_rule(spec: Rule):
@@ -125,14 +130,14 @@ def _gather(data_x, data_y, orders, batch, size):
     return jnp.asarray(data_x[index]), jnp.asarray(data_y[index])
 
 
-def _compile(spec, step, initial, data, size, vmapped):
+def _compile(spec, step, initial, data, size, vmapped, place):
     """The step compiled once (all seeds at once when `vmapped`) and the start state."""
     n = len(initial)
     if vmapped:
-        models = stack(initial)
-        states = init_states(step, models, True)
-        xs0 = jnp.stack([data.train_x[:size]] * n)
-        ys0 = jnp.stack([data.train_y[:size]] * n)
+        models = place(stack(initial))
+        states = place(init_states(step, models, True))
+        xs0 = place(jnp.stack([data.train_x[:size]] * n))
+        ys0 = place(jnp.stack([data.train_y[:size]] * n))
         compiled, seconds, memory = compiled_step(step, models, states, xs0, ys0, True)
     else:
         models = list(initial)
@@ -154,6 +159,14 @@ def _train_batch(compiled, models, states, xs, ys, vmapped, n):
     return models, states, jnp.stack(outputs), np.asarray(values)
 
 
+def _placement(mesh):
+    """Where the seeds' arrays go: with a mesh, the leading seed axis split over it and
+    the arrays every seed shares replicated on it; without, left where they are."""
+    if mesh is None:
+        return (lambda tree: tree), (lambda tree: tree)
+    return (lambda tree: shard_batch(tree, mesh)), (lambda tree: replicate(tree, mesh))
+
+
 def check_rule(spec, model, data, loss, size: int):
     """`spec`'s training step for `model`, with every check a rule makes of the model and
     the data done now (shapes, labels, graphs the rule cannot handle), without training."""
@@ -171,11 +184,15 @@ def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> R
     step = check_rule(spec, initial[0], data, loss, size)
     test_y = check_batch(initial[0], loss, data.test_x, data.test_y, spec.name)
     vmapped = bool(vmap and spec.vmap_seeds and n > 1)
-    models, states, compiled, compile_s, memory = _compile(spec, step, initial, data, size, vmapped)
-    evaluation, measure = Evaluation(loss, vmapped), batch_totals(loss)
+    mesh = plan.mesh if vmapped else None
+    place, shared = _placement(mesh)
+    models, states, compiled, compile_s, memory = _compile(
+        spec, step, initial, data, size, vmapped, place
+    )
+    evaluation, measure = Evaluation(loss, vmapped, place=shared), batch_totals(loss)
     metrics, key = metric_names(loss), f"test_{primary_metric(loss)}"
     recorder = _Recorder(spec, loss, plan, vmapped, n)
-    first = _gather(data.train_x, data.train_y, [np.arange(size)] * n, 0, size)
+    first = place(_gather(data.train_x, data.train_y, [np.arange(size)] * n, 0, size))
     initial_similarity = recorder.initial(models, *first)
     train_x, train_y = np.asarray(data.train_x), np.asarray(data.train_y)
     histories = [{k: [] for k in columns(loss)} for _ in range(n)]
@@ -190,7 +207,7 @@ def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> R
         losses, totals = [], None
         elapsed = 0.0
         for batch in range(in_epoch):
-            xs, ys = _gather(train_x, train_y, orders, batch, size)
+            xs, ys = place(_gather(train_x, train_y, orders, batch, size))
             recorder(done, models, xs, ys)
             start = time.perf_counter()
             models, states, outputs, values = _train_batch(
@@ -221,6 +238,9 @@ def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> R
                 histories[s][key].append(value)
         bar.epoch(epoch, elapsed, [h[key][-1] for h in histories])
     recorder.finish(models)
+    if mesh is not None:  # the trained models as ordinary one-device models
+        device = jax.local_devices()[0]
+        models = jtu.tree_map(lambda x: jax.device_put(x, device) if eqx.is_array(x) else x, models)
     runs = []
     for s in range(n):
         trajectory, similarity_steps, curves = recorder.seed(s)
@@ -253,6 +273,7 @@ def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> R
         train_time_s=total,
         peak_memory_bytes=memory,
         seeds=runs,
+        devices=1 if mesh is None else mesh.size,
     )
 
 

@@ -68,6 +68,7 @@ def _rule_json(results: CompareResult, name: str, neurobench: dict) -> dict:
         "time_per_epoch_s": run.time_per_epoch_s,
         "train_time_s": run.train_time_s,
         "peak_memory_bytes": run.peak_memory_bytes,
+        "devices": run.devices,
         f"final_{results.key}": float(np.mean(results.values(name))),
         **{
             key: results.interval(name, key).to_dict()
@@ -158,9 +159,9 @@ Budget: {_budget_text(results)}, batch {results.batch_size}. Numbers are mean ±
 confidence interval (Student t over seeds). Compilation is done once per rule before its
 timed epochs and reported on its own; time per epoch is the median over epochs of the
 training steps alone (for vmapped seeds, all seeds at once). Memory is XLA's estimate
-(arguments plus temporaries) for the compiled step, divided by the number of seeds it
-trains at once. "Cos to BPTT" is the cosine similarity of the rule's gradient to BPTT's
-at the initial parameters on the first batch.{tuned}
+(arguments plus temporaries) for the compiled step on one device, divided by the number
+of seeds that device trains at once. "Cos to BPTT" is the cosine similarity of the rule's
+gradient to BPTT's at the initial parameters on the first batch.{tuned}
 
 ## Summary
 

@@ -47,10 +47,11 @@ def seedwise(function, vmapped: bool, shared: int = 0):
 
 class Evaluation:
     """Sample-mean loss and task metrics of every seed's model on `(xs, ys)`, as
-    `eqslax.evaluate` computes them (the same chunks of `chunk` samples)."""
+    `eqslax.evaluate` computes them (the same chunks of `chunk` samples); `place` puts
+    each chunk where the models are."""
 
-    def __init__(self, loss, vmapped: bool, chunk: int = 256):
-        self.loss, self.chunk = loss, chunk
+    def __init__(self, loss, vmapped: bool, chunk: int = 256, place=lambda tree: tree):
+        self.loss, self.chunk, self.place = loss, chunk, place
 
         def totals(model, xs, ys):
             outputs = jax.vmap(lambda x: simulate(model, x)[1])(xs)
@@ -62,7 +63,7 @@ class Evaluation:
     def __call__(self, models, xs, ys, seeds: int) -> list[dict[str, float]]:
         loss_sums, totals = np.zeros(seeds), None
         for start in range(0, xs.shape[0], self.chunk):
-            x, y = xs[start : start + self.chunk], ys[start : start + self.chunk]
+            x, y = self.place((xs[start : start + self.chunk], ys[start : start + self.chunk]))
             sums, parts = self.function(models, x, y)
             loss_sums += np.asarray(sums, np.float64)
             totals = add_totals(totals, {k: np.asarray(v, np.float64) for k, v in parts.items()})

@@ -25,7 +25,8 @@ def cosines(run):
 def _memory(run) -> str:
     if run.peak_memory_bytes is None:
         return "n/a"
-    per = run.peak_memory_bytes / (len(run.seeds) if run.vmapped else 1)
+    # one device's estimate, for the seeds that device trains at once
+    per = run.peak_memory_bytes / (len(run.seeds) / run.devices if run.vmapped else 1)
     return f"{per / 2**20:.2f}"
 
 
