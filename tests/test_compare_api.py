@@ -284,3 +284,62 @@ def test_tune_lr_picks_the_best_validation_r2():
     assert tuned["metric"] == "r2" and tuned["grid"] == pytest.approx([3e-5, 3e-2])
     assert tuned["validation"][1] > tuned["validation"][0]  # a 1000x smaller lr barely moves
     assert tuned["chosen"] == pytest.approx(3e-2) and result.runs["bptt"].lr == tuned["chosen"]
+
+
+def loaders_of(data, batch_size=BATCH):
+    """The same splits as `eqslax.data.Loaders` of `ArrayLoader`s (test batches of 4)."""
+    ArrayLoader = eqslax.data.ArrayLoader
+    return eqslax.data.Loaders(
+        ArrayLoader(data.train_x, data.train_y, batch_size),
+        ArrayLoader(data.test_x, data.test_y, 4),
+    )
+
+
+@pytest.mark.parametrize("vmap_seeds", [True, False])
+def test_compare_from_loaders_equals_compare_from_arrays(data, vmap_seeds):
+    """An `ArrayLoader` draws each epoch's order as compare does for arrays: the same
+    batches, so the same models and train losses; the test metrics are the same sums
+    over other chunks (batches of 4 against one chunk)."""
+    rules, options = ["bptt", "ottt"], {"epochs": 2, "vmap_seeds": vmap_seeds}
+    arrays = run(feedforward, rules, data, **options)
+    loaders = run(feedforward, rules, loaders_of(data), **options)
+    for name in rules:
+        for x, y in zip(arrays.runs[name].seeds, loaders.runs[name].seeds):
+            assert_tree_allclose(params(y.model), params(x.model), rtol=0, atol=0)
+            assert y.history["train_loss"] == x.history["train_loss"]
+            assert y.history["test_accuracy"] == x.history["test_accuracy"]
+            np.testing.assert_allclose(y.history["test_loss"], x.history["test_loss"], rtol=1e-6)
+        assert loaders.runs[name].updates == arrays.runs[name].updates
+    assert len(set(map(str, (s.history["train_loss"] for s in loaders.runs["ottt"].seeds)))) == 2
+
+
+def test_compare_takes_the_loader_batch_size_and_refuses_what_it_cannot_do(data, tmp_path):
+    loaders = loaders_of(data, batch_size=4)
+    result = eqslax.compare(
+        feedforward,
+        ["bptt", "ottt"],
+        loaders,
+        eqslax.PerStep(),
+        epochs=1,
+        progress=False,
+        trajectory_every=1,
+    )
+    assert result.batch_size == 4
+    n_train = data.train_x.shape[0]
+    assert result.runs["bptt"].batches == n_train // 4
+    eqslax.compare.write_report(result, str(tmp_path), grid=3)  # plots read the loaders
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["batch_size"] == 4 and (tmp_path / "report.html").is_file()
+    with pytest.raises(ValueError, match=r"`batch_size`=6 differs from the train loader's"):
+        run(feedforward, ["bptt"], loaders)
+    with pytest.raises(ValueError, match=r"`tune_lr_grid`.*in-memory training arrays"):
+        eqslax.compare(
+            feedforward,
+            ["bptt"],
+            loaders,
+            eqslax.PerStep(),
+            tune_lr_grid=(1.0, 2.0),
+            progress=False,
+        )
+    with pytest.raises(TypeError, match=r"`data` is one loader.*Loaders\(train, test\)"):
+        run(feedforward, ["bptt"], loaders.train)

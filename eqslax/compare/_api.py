@@ -10,12 +10,12 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from .._finite import check_finite
 from .._losses import AbstractLoss
 from .._metrics import primary_metric
 from ..distributed._mesh import check_divides, resolve_mesh
 from ._loop import Plan, RuleRun, check_rule, train_rule
 from ._registry import Rule, rule
+from ._source import source
 from ._stats import Interval, mean_ci, paired_difference
 from ._steps import updates_per_batch
 from ._tune import tune_lr
@@ -85,17 +85,6 @@ def _as_rule(item) -> Rule:
     )
 
 
-def _check_data(data) -> None:
-    missing = [k for k in ("train_x", "train_y", "test_x", "test_y") if not hasattr(data, k)]
-    if missing:
-        raise TypeError(
-            f"compare: `data` must have train_x, train_y, test_x, test_y arrays (e.g. "
-            f"eqslax.data.randman(...)); {type(data).__name__} lacks {', '.join(missing)}."
-        )
-    for name in ("train_x", "test_x"):
-        check_finite(getattr(data, name), f"data.{name}", "compare")
-
-
 def _initial_models(model, seed_keys):
     if isinstance(model, Callable) and not hasattr(model, "init_state"):
         return [model(jax.random.fold_in(k, 1)) for k in seed_keys], False
@@ -127,7 +116,7 @@ def compare(
     *,
     seeds: int | Sequence[int] = 1,
     epochs: int = 8,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     budget: str = "epochs",
     updates: int | None = None,
     vmap_seeds: bool = True,
@@ -147,7 +136,10 @@ def compare(
     - `model`: an eqslax model (anything `eqslax.simulate` accepts), shared by every
       seed, or `key -> model` to initialise each seed differently.
     - `rules`: registry names (`"bptt"`, `"ostl"`, ...) or [`eqslax.compare.Rule`][]s.
-    - `data`: `train_x (batch, time, in)`, `train_y`, `test_x`, `test_y`.
+    - `data`: arrays `train_x (batch, time, in)`, `train_y`, `test_x`, `test_y` (e.g.
+      `eqslax.data.Splits` or `eqslax.data.randman(...)`), or `eqslax.data.Loaders`
+      (each seed's epoch drawn from `train.batch(fold_in(key, epoch), i)`, the test split
+      read batch by batch; an `ArrayLoader` of the same arrays trains the same models).
     - `loss`: an eqslax loss (online and deferred drivers need a per-step loss). Its
       targets set the task metric rules are ranked by: test accuracy for class labels,
       test $R^2$ (with the MSE beside it) for real-valued targets, e.g.
@@ -155,13 +147,14 @@ def compare(
     - `seeds`: a count $N$ (seeds $0..N-1$) or the seeds. Seed $s$ draws the initial model
       from `fold_in(key(s), 1)` and its data order from `fold_in(key(s), 2)`; every rule
       sees the same $N$ initial models and orders.
-    - `epochs`, `batch_size`: passes over the training set and samples per batch.
+    - `epochs`, `batch_size`: passes over the training set and samples per batch
+      (default 32 for arrays, the train loader's own for `Loaders`).
     - `budget`: `"epochs"` (every rule sees `epochs` epochs) or `"updates"` (every rule
       makes `updates` optimiser updates; by default the smallest common multiple of the
       rules' updates per batch at or above what the least-updating rule makes in `epochs`).
     - `vmap_seeds`: train the seeds of a rule as one vmapped program (one compile).
     - `tune_lr_grid`: factors of each rule's learning rate tried on a validation split
-      (the last 20 % of the training set), one seed, `epochs` epochs; the best final
+      (the last 20 % of the training arrays), one seed, `epochs` epochs; the best final
       validation metric (accuracy, or $R^2$ for a regression loss) wins and is used for
       the real runs.
     - `similarity_every`, `trajectory_every`: every how many batches the gradient
@@ -184,7 +177,7 @@ def compare(
         raise ValueError(f"compare: rule names must be unique, got {names}.")
     if not isinstance(loss, AbstractLoss):
         raise TypeError(f"compare: `loss` must be an eqslax loss, got {type(loss).__name__}.")
-    _check_data(data)
+    src = source(data)
     if budget not in BUDGETS:
         raise ValueError(f"compare: `budget` must be one of {BUDGETS}, got {budget!r}.")
     seeds = tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
@@ -192,9 +185,22 @@ def compare(
         raise ValueError("compare: `seeds` must be at least 1.")
     if not isinstance(epochs, int) or epochs <= 0:
         raise ValueError(f"compare: `epochs` must be a positive int, got {epochs!r}.")
-    n, steps = data.train_x.shape[0], data.train_x.shape[1]
+    n, steps = src.n_train, src.steps
+    if src.batch_size is not None:
+        if batch_size not in (None, src.batch_size):
+            raise ValueError(
+                f"compare: `batch_size`={batch_size!r} differs from the train loader's "
+                f"batch_size {src.batch_size}; leave it out or build the loader with it."
+            )
+        batch_size = src.batch_size
+    batch_size = 32 if batch_size is None else batch_size
     if not isinstance(batch_size, int) or not 0 < batch_size <= n:
         raise ValueError(f"compare: `batch_size` must be in 1..{n}, got {batch_size!r}.")
+    if tune_lr_grid and src.arrays is None:
+        raise ValueError(
+            "compare: `tune_lr_grid` carves a validation split from in-memory training "
+            "arrays; with eqslax.data.Loaders, tune on arrays or pass `tune_lr_grid=None`."
+        )
     per_epoch = n // batch_size
     batches = _batches(specs, budget, updates, epochs, per_epoch, steps)
     seed_keys = [jax.random.key(s) for s in seeds]
@@ -210,7 +216,7 @@ def compare(
         check_divides(len(seeds), mesh, "the number of `seeds`", "compare", what="seeds")
     plan = Plan(batch_size, per_epoch, similarity_every, trajectory_every, progress, mesh=mesh)
     for spec in specs:  # every rule's checks before any rule trains
-        check_rule(spec, initial[0], data, loss, batch_size)
+        check_rule(spec, initial[0], src, loss, batch_size)
     tuned = {}
     if tune_lr_grid:
         tuned = {
@@ -222,7 +228,7 @@ def compare(
         specs = [_with_lr(s, tuned[s.name]["chosen"]) for s in specs]
     runs = {
         s.name: train_rule(
-            s, initial, order_keys, seeds, data, loss, batches[s.name], plan, vmap_seeds
+            s, initial, order_keys, seeds, src, loss, batches[s.name], plan, vmap_seeds
         )
         for s in specs
     }

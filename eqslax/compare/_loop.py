@@ -125,24 +125,18 @@ class _Recorder:
         return trajectory, list(self.steps) if curves else [], curves
 
 
-def _gather(data_x, data_y, orders, batch, size):
-    index = np.stack([order[batch * size : (batch + 1) * size] for order in orders])
-    return jnp.asarray(data_x[index]), jnp.asarray(data_y[index])
-
-
-def _compile(spec, step, initial, data, size, vmapped, place):
+def _compile(spec, step, initial, source, size, vmapped, place):
     """The step compiled once (all seeds at once when `vmapped`) and the start state."""
     n = len(initial)
+    xs0, ys0 = source.head(size)
     if vmapped:
         models = place(stack(initial))
         states = place(init_states(step, models, True))
-        xs0 = place(jnp.stack([data.train_x[:size]] * n))
-        ys0 = place(jnp.stack([data.train_y[:size]] * n))
+        xs0, ys0 = place((jnp.stack([xs0] * n), jnp.stack([ys0] * n)))
         compiled, seconds, memory = compiled_step(step, models, states, xs0, ys0, True)
     else:
         models = list(initial)
         states = [step.init(m) for m in models]
-        xs0, ys0 = data.train_x[:size], data.train_y[:size]
         compiled, seconds, memory = compiled_step(step, models[0], states[0], xs0, ys0, False)
     return models, states, compiled, seconds, memory
 
@@ -167,47 +161,47 @@ def _placement(mesh):
     return (lambda tree: shard_batch(tree, mesh)), (lambda tree: replicate(tree, mesh))
 
 
-def check_rule(spec, model, data, loss, size: int):
+def check_rule(spec, model, source, loss, size: int):
     """`spec`'s training step for `model`, with every check a rule makes of the model and
-    the data done now (shapes, labels, graphs the rule cannot handle), without training."""
+    the data done now (shapes, labels, graphs the rule cannot handle), without training.
+    `source`: the data as `eqslax.compare` reads it (`_source.py`)."""
     step = make_step(spec, model, loss)
-    check_batch(model, loss, data.train_x[:size], data.train_y[:size], spec.name)
-    step.check(data.train_x[:size])
+    xs, ys = source.head(size)
+    check_batch(model, loss, xs, ys, spec.name)
+    step.check(xs)
     eqx.filter_eval_shape(step.init, model)
     return step
 
 
-def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> RuleRun:
-    """Train `spec` from each of the `initial` models (one per seed) for `batches` batches."""
+def train_rule(spec, initial, keys, seeds, source, loss, batches, plan, vmap) -> RuleRun:
+    """Train `spec` from each of the `initial` models (one per seed) for `batches` batches
+    of `source` (the data as `_source.py` reads it)."""
     n, size, per_epoch = len(initial), plan.batch_size, plan.batches_per_epoch
-    steps = data.train_x.shape[1]
-    step = check_rule(spec, initial[0], data, loss, size)
-    test_y = check_batch(initial[0], loss, data.test_x, data.test_y, spec.name)
+    steps = source.steps
+    step = check_rule(spec, initial[0], source, loss, size)
+    check_test = lambda xs, ys: check_batch(initial[0], loss, xs, ys, spec.name)  # noqa: E731
     vmapped = bool(vmap and spec.vmap_seeds and n > 1)
     mesh = plan.mesh if vmapped else None
     place, shared = _placement(mesh)
+    evaluation = Evaluation(loss, vmapped, place=shared)
+    next(source.test_chunks(evaluation.chunk, check_test), None)  # checked before any work
     models, states, compiled, compile_s, memory = _compile(
-        spec, step, initial, data, size, vmapped, place
+        spec, step, initial, source, size, vmapped, place
     )
-    evaluation, measure = Evaluation(loss, vmapped, place=shared), batch_totals(loss)
+    measure = batch_totals(loss)
     metrics, key = metric_names(loss), f"test_{primary_metric(loss)}"
     recorder = _Recorder(spec, loss, plan, vmapped, n)
-    first = place(_gather(data.train_x, data.train_y, [np.arange(size)] * n, 0, size))
+    first = place(tuple(jnp.stack([x] * n) for x in source.head(size)))
     initial_similarity = recorder.initial(models, *first)
-    train_x, train_y = np.asarray(data.train_x), np.asarray(data.train_y)
     histories = [{k: [] for k in columns(loss)} for _ in range(n)]
     epoch_times, total, done, epochs = [], 0.0, 0, math.ceil(batches / per_epoch)
     bar = Progress(plan.progress, spec.name, seeds, epochs, per_epoch)
     for epoch in range(epochs):
-        orders = [
-            np.asarray(jax.random.permutation(jax.random.fold_in(k, epoch), train_x.shape[0]))
-            for k in keys
-        ]
         in_epoch = min(per_epoch, batches - done)
         losses, totals = [], None
         elapsed = 0.0
-        for batch in range(in_epoch):
-            xs, ys = place(_gather(train_x, train_y, orders, batch, size))
+        for batch, batch_arrays in enumerate(source.epoch(keys, epoch, size, in_epoch)):
+            xs, ys = place(batch_arrays)
             recorder(done, models, xs, ys)
             start = time.perf_counter()
             models, states, outputs, values = _train_batch(
@@ -221,7 +215,7 @@ def train_rule(spec, initial, keys, seeds, data, loss, batches, plan, vmap) -> R
         if in_epoch == per_epoch or not epoch_times:
             epoch_times.append(elapsed)
         total += elapsed
-        tests = evaluation(models, data.test_x, test_y, n)
+        tests = evaluation(models, source.test_chunks(evaluation.chunk, check_test), n)
         for s in range(n):
             train = seed_metrics(loss, totals, s)
             row = {

@@ -53,10 +53,13 @@ def similarity_bands(results):
         rows = [np.mean(list(s.similarity_curves.values()), axis=0) for s in run.seeds]
         _band(ax, run.seeds[0].similarity_steps, rows, name, colors[k % len(colors)])
         drawn = True
+    if not drawn:  # BPTT alone: nothing to compare with
+        plt.close(fig)
+        return None
     ax.set(xlabel="batch", ylabel="mean layer cosine to BPTT")
     ax.legend()
     fig.tight_layout()
-    return fig if drawn else None
+    return fig
 
 
 def write_figures(results, out: str, grid: int) -> tuple[dict[str, str], dict]:

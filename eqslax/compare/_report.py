@@ -21,11 +21,11 @@ def _floats(values):
 
 def _neurobench(results: CompareResult) -> dict:
     """NeuroBench metrics of each rule's first-seed model, for class labels per sequence
-    (NeuroBench's classification accuracy); `{}` otherwise."""
+    (NeuroBench's classification accuracy) in arrays; `{}` otherwise."""
     from ..neurobench import neurobench_metrics
 
     data = results.data
-    if results.metric != "accuracy" or np.ndim(data.test_y) != 1:
+    if results.metric != "accuracy" or not hasattr(data, "test_y") or np.ndim(data.test_y) != 1:
         return {}
     try:
         return {

@@ -46,9 +46,9 @@ def seedwise(function, vmapped: bool, shared: int = 0):
 
 
 class Evaluation:
-    """Sample-mean loss and task metrics of every seed's model on `(xs, ys)`, as
-    `eqslax.evaluate` computes them (the same chunks of `chunk` samples); `place` puts
-    each chunk where the models are."""
+    """Sample-mean loss and task metrics of every seed's model over batches `(xs, ys)`
+    (chunks of `chunk` samples of arrays, as `eqslax.evaluate` takes them, or a loader's
+    batches); `place` puts each batch where the models are."""
 
     def __init__(self, loss, vmapped: bool, chunk: int = 256, place=lambda tree: tree):
         self.loss, self.chunk, self.place = loss, chunk, place
@@ -60,14 +60,15 @@ class Evaluation:
 
         self.function = seedwise(totals, vmapped, shared=2)
 
-    def __call__(self, models, xs, ys, seeds: int) -> list[dict[str, float]]:
-        loss_sums, totals = np.zeros(seeds), None
-        for start in range(0, xs.shape[0], self.chunk):
-            x, y = self.place((xs[start : start + self.chunk], ys[start : start + self.chunk]))
+    def __call__(self, models, batches, seeds: int) -> list[dict[str, float]]:
+        """`batches`: an iterable of `(xs, ys)`."""
+        loss_sums, totals, n = np.zeros(seeds), None, 0
+        for batch in batches:
+            x, y = self.place(batch)
             sums, parts = self.function(models, x, y)
             loss_sums += np.asarray(sums, np.float64)
             totals = add_totals(totals, {k: np.asarray(v, np.float64) for k, v in parts.items()})
-        n = xs.shape[0]
+            n += x.shape[0]
         return [
             {"loss": float(loss_sums[s]) / n, **seed_metrics(self.loss, totals, s)}
             for s in range(seeds)

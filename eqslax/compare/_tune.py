@@ -26,6 +26,7 @@ def tune_lr(spec: Rule, model, key, data, loss, batches, plan, grid) -> dict:
     validation value for each learning rate, and the chosen learning rate."""
     from ._api import _with_lr
     from ._loop import train_rule
+    from ._source import ArraySource
 
     metric = primary_metric(loss)
     split = validation_split(data)
@@ -45,7 +46,7 @@ def tune_lr(spec: Rule, model, key, data, loss, batches, plan, grid) -> dict:
             [model],
             [key],
             (0,),
-            split,
+            ArraySource(split),
             loss,
             max(1, int(batches * scale)),
             small,
