@@ -170,3 +170,20 @@ def test_peer_braintrace_eqslax_side_times_every_rule():
     assert all(row["ms_per_step"] > 0 and len(row["times_s"]) == 1 for row in rows.values())
     with pytest.raises(ValueError, match="--models"):
         peer_braintrace.parse_models("rec2:2,4,3,5,2")
+
+
+def test_distributed_runs_on_two_simulated_devices(tmp_path):
+    from benchmarks import distributed
+
+    out = str(tmp_path / "distributed")
+    argv = ["--devices", "1,2", "--rules", "bptt", "--sizes", "4,6,2", "--steps", "4"]
+    results = distributed.main(argv + ["--batch", "4", "--repeats", "1", "--out", out])
+    assert [(r["rule"], r["devices"]) for r in results["rows"]] == [("bptt", 1), ("bptt", 2)]
+    assert results["simulated_devices"] and len(results["device"]["devices"]) == 2
+    for row in results["rows"]:
+        assert row["samples_per_s"] > 0 and row["per_device_batch"] == 4 // row["devices"]
+        assert row["max_abs_diff_vs_1_device"] <= 1e-6  # the same update on two devices
+    _written(out, "results.json")
+    _written(out, "distributed.png")
+    with pytest.raises(ValueError, match="--batch"):
+        distributed.parse_args(["--devices", "1,3", "--batch", "4"])

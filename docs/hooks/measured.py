@@ -10,6 +10,7 @@ field, fails the build naming the page and the file.
 |---|---|
 | `bptt_speed` | `python -m benchmarks.bptt_speed --out DIR` (`DIR/results.json`) |
 | `memory` | `python -m benchmarks.memory --out DIR` (`DIR/results.json`) |
+| `distributed` | `python -m benchmarks.distributed --out DIR` (`DIR/results.json`) |
 | `gradient_similarity_online` | `python examples/gradient_similarity.py online --json PATH` |
 | `gradient_similarity_approximate` | the same with `approximate` |
 | `mackey_glass` | `python examples/mackey_glass.py --json PATH` |
@@ -52,6 +53,21 @@ def memory(data) -> str:
     from benchmarks.memory import tables
 
     return "\n".join([_command(data), "", tables(data["rows"], data["summary"]), "", _device(data)])
+
+
+def distributed(data) -> str:
+    from benchmarks.distributed import table
+
+    lines = [
+        _command(data),
+        "",
+        table(data["rows"]),
+        "",
+        _device(data),
+        "",
+        f"Note: {data['note']}.",
+    ]
+    return "\n".join(lines)
 
 
 def gradient_similarity_online(data) -> str:
@@ -144,6 +160,7 @@ def train(folder: Path) -> str:
 RENDERERS = {
     "bptt_speed": bptt_speed,
     "memory": memory,
+    "distributed": distributed,
     "gradient_similarity_online": gradient_similarity_online,
     "gradient_similarity_approximate": gradient_similarity_approximate,
     "mackey_glass": mackey_glass,
