@@ -12,17 +12,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
-from jaxtyping import Array, PRNGKeyArray
+from jaxtyping import Array, Bool, PRNGKeyArray
 
 from ._checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from ._finite import any_nonfinite, check_finite, first_nonfinite
 from ._losses import AbstractLoss
+from ._mask import check_mask, with_mask
 from ._metrics import add_totals, finish_metrics, metric_names, metric_totals
 from ._neurons import AbstractNeuron
 from ._parameters import trainable
 from ._preflight import check_int, check_key, check_splits, prepare_output_dir
-from ._rules._base import check_batch
-from .data._loader import AbstractLoader, ArrayLoader, Loaders
+from ._rules._base import check_batch, check_rule_mask
+from .data._loader import AbstractLoader, ArrayLoader, Loaders, batch_parts
 from .distributed._mesh import (
     check_divides,
     local,
@@ -39,7 +40,7 @@ _FORMAT = 1  # version of what fit keeps in a checkpoint's metadata
 
 
 @eqx.filter_jit
-def _scored(model, loss, xs, ys):
+def _scored(model, loss, xs, ys, mask=None):
     """The summed loss of a batch and its metric totals, in one program."""
     from ._metrics import _totals
     from ._simulate import _simulate, initial_state
@@ -48,7 +49,8 @@ def _scored(model, loss, xs, ys):
         return _simulate(model, x, initial_state(model, x[0]), False, "step")[1]
 
     out = jax.vmap(outputs)(xs)
-    return jnp.sum(jax.vmap(lambda o, c: loss(o, c))(out, ys)), _totals(loss, out, ys)
+    losses = jax.vmap(lambda o, c, m: with_mask(loss, o, c, mask=m))(out, ys, mask)
+    return jnp.sum(losses), _totals(loss, out, ys, mask)
 
 
 def evaluate(
@@ -57,30 +59,36 @@ def evaluate(
     xs: Array | AbstractLoader,
     ys: Array | None = None,
     batch_size: int = 256,
+    mask: Bool[Array, "batch time"] | None = None,
 ) -> dict[str, float]:
     """Sample-mean loss and the task metrics of `model` on `(xs, ys)`, in chunks of
     `batch_size`, or on every batch of a loader given as `xs` (with `ys=None`):
     `{"loss", "accuracy"}` for class labels, `{"loss", "mse", "r2"}` for real-valued
-    targets (see `eqslax.task_metrics`)."""
+    targets (see `eqslax.task_metrics`). A `mask` (or a loader's `(xs, ys, mask)`
+    batches) leaves padded steps out of the loss and the metrics."""
     if isinstance(xs, AbstractLoader):
-        if ys is not None:
+        if ys is not None or mask is not None:
             raise TypeError(
-                "evaluate: with a loader as `xs`, `ys` must be None (it is in the batches)."
+                "evaluate: with a loader as `xs`, `ys` and `mask` must be None (they are in "
+                "the batches)."
             )
         return _evaluate(model, loss, xs, "evaluate", checked=False)
     check_int(batch_size, "batch_size", "evaluate")
     ys = check_batch(model, loss, xs, ys, "evaluate")
-    return _evaluate(model, loss, ArrayLoader(xs, ys, batch_size), "evaluate", checked=True)
+    mask = check_rule_mask(None, loss, mask, xs, "evaluate")
+    loader = ArrayLoader(xs, ys, batch_size, mask=mask)
+    return _evaluate(model, loss, loader, "evaluate", checked=True)
 
 
 def _evaluate(model, loss, loader: AbstractLoader, owner: str, checked: bool, mesh=None) -> dict:
     total_loss, totals, count = 0.0, None, 0
-    for index, (x, y) in enumerate(loader.batches(None, drop_last=False)):
+    for index, batch in enumerate(loader.batches(None, drop_last=False)):
+        x, y, m = batch_parts(batch, owner, f"test batch {index}")
         if not checked:
-            x, y = _checked_batch(model, loss, x, y, owner, f"test batch {index}")
+            x, y, m = _checked_batch(model, loss, x, y, owner, f"test batch {index}", m)
         if mesh is not None:
-            x, y = place_batch((x, y), mesh)
-        summed, parts = _scored(model, loss, x, y)
+            x, y, m = place_batch((x, y, m), mesh)
+        summed, parts = _scored(model, loss, x, y, m)
         total_loss += float(to_host(summed))
         totals = add_totals(totals, {k: to_host(v).astype(np.float64) for k, v in parts.items()})
         count += x.shape[0]
@@ -89,11 +97,14 @@ def _evaluate(model, loss, loader: AbstractLoader, owner: str, checked: bool, me
     return {"loss": total_loss / count, **finish_metrics(loss, totals)}
 
 
-def _checked_batch(model, loss, xs, ys, owner: str, where: str):
-    """A batch from a user's loader: shapes, labels and finiteness, named by position."""
+def _checked_batch(model, loss, xs, ys, owner: str, where: str, mask=None):
+    """A batch from a user's loader: shapes, labels, mask and finiteness, named by
+    position."""
     ys = check_batch(model, loss, xs, ys, owner, (f"xs ({where})", f"ys ({where})"))
+    if mask is not None:
+        mask = check_mask(mask, xs.shape[:2], owner, f"mask ({where})")
     check_finite(xs, f"xs ({where})", owner)
-    return xs, ys
+    return xs, ys, mask
 
 
 class _Progress:
@@ -227,15 +238,16 @@ def _nonfinite_error(run: _Run, model, per_epoch: int) -> FloatingPointError:
 
 
 def _train_batch(run, step, source, on_step, on_nonfinite, per_epoch) -> float:
-    xs, ys = source.train.batch(source.epoch_key(run.key, run.epoch), run.batch)
+    batch = source.train.batch(source.epoch_key(run.key, run.epoch), run.batch)
+    where = f"epoch {run.epoch + 1}, batch {run.batch}"
+    xs, ys, mask = batch_parts(batch, "fit", where)
     if not source.checked:
-        where = f"epoch {run.epoch + 1}, batch {run.batch}"
-        xs, ys = _checked_batch(run.model, step.loss, xs, ys, "fit", where)
+        xs, ys, mask = _checked_batch(run.model, step.loss, xs, ys, "fit", where, mask)
     if run.mesh is not None:
-        xs, ys = shard_batch((xs, ys), run.mesh)
+        xs, ys, mask = shard_batch((xs, ys, mask), run.mesh)
     if on_step is not None:
         on_step(run.done, run.model, xs, ys)
-    model, state, outputs, loss = step(run.model, run.state, xs, ys)
+    model, state, outputs, loss = with_mask(step, run.model, run.state, xs, ys, mask=mask)
     if run.mesh is not None:  # keep the invariant whatever the partitioner chose
         model, state = replicate((model, state), run.mesh)
     loss = to_host(loss)
@@ -247,7 +259,7 @@ def _train_batch(run, step, source, on_step, on_nonfinite, per_epoch) -> float:
     else:
         run.model, run.state = model, state
         run.sums["train_loss"] += float(loss)
-        totals = metric_totals(step.loss, outputs, ys)
+        totals = metric_totals(step.loss, outputs, ys, mask)
         run.sums["totals"] = add_totals(run.sums["totals"], totals)
         run.sums["batches"] += 1
     run.done += 1
@@ -303,6 +315,9 @@ def fit(
       `fold_in(key, epoch)`; the last partial batch is dropped. Arrays are checked once
       for NaN and infinity before training; a loader's batches as they arrive.
       Arrays give the same model as an `ArrayLoader` over them with the same key.
+      A loader whose batches are `(xs, ys, mask)` (padded sequences, e.g.
+      `ArrayLoader(xs, ys, batch_size, mask=mask)`) passes each batch's mask to the step
+      and to the metrics.
     - `batch_size`: samples per update (default 32) for arrays; a loader has its own
       (a different `batch_size` here is an error).
     - `checkpoint_dir`, `checkpoint_every`: write `checkpoint.eqx` there every that

@@ -15,6 +15,8 @@ $$
 (the uniform average over components, as scikit-learn's `r2_score`; a component
 whose targets are constant scores 1 if predicted exactly and 0 otherwise).
 Totals are sums, so that metrics over many batches equal metrics over their union.
+With a `mask` (batch, time) of padded sequences only the real steps count: per-step
+metrics sum over them, and a sequence's prediction reads its real steps only.
 """
 
 import equinox as eqx
@@ -23,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._losses import AbstractLoss
+from ._mask import with_mask
 
 
 def metric_names(loss: AbstractLoss) -> tuple[str, ...]:
@@ -36,36 +39,48 @@ def primary_metric(loss: AbstractLoss) -> str:
     return metric_names(loss)[-1]
 
 
+def _steps_sum(values, real, axes):
+    """Sum over `axes` of `values` (batch, time, ...) at the `real` steps (all if None)."""
+    if real is None:
+        return jnp.sum(values, axis=axes)
+    real = real.reshape(real.shape + (1,) * (values.ndim - real.ndim))
+    return jnp.sum(jnp.where(real, values, 0), axis=axes)
+
+
 @eqx.filter_jit
-def _totals(loss, outputs, targets):
+def _totals(loss, outputs, targets, mask=None):
     if loss.targets.kind == "value":
         axes = (0, 1)
         residual = outputs - targets
+        steps = targets.shape[0] * targets.shape[1]
         return {
-            "residual": jnp.sum(residual**2, axis=axes),
-            "sum": jnp.sum(targets, axis=axes),
-            "square": jnp.sum(targets**2, axis=axes),
-            "count": jnp.asarray(targets.shape[0] * targets.shape[1]),
+            "residual": _steps_sum(residual**2, mask, axes),
+            "sum": _steps_sum(targets, mask, axes),
+            "square": _steps_sum(targets**2, mask, axes),
+            "count": jnp.asarray(steps) if mask is None else jnp.sum(mask),
         }
     if targets.ndim == 2:
         correct = jax.vmap(loss.predict_steps)(outputs) == targets
-    else:
-        correct = jax.vmap(loss.predict)(outputs) == targets
+        count = jnp.asarray(correct.size) if mask is None else jnp.sum(mask)
+        return {"correct": _steps_sum(correct, mask, (0, 1)), "count": count}
+    predict = jax.vmap(lambda o, m: with_mask(loss.predict, o, mask=m))
+    correct = predict(outputs, mask) == targets
     return {"correct": jnp.sum(correct), "count": jnp.asarray(correct.size)}
 
 
-def metric_totals(loss: AbstractLoss, outputs, targets) -> dict[str, np.ndarray]:
-    """Sums over one batch (`outputs` (batch, time, *out)) from which
-    `finish_metrics` computes the task metrics, as float64 host arrays."""
+def metric_totals(loss: AbstractLoss, outputs, targets, mask=None) -> dict[str, np.ndarray]:
+    """Sums over one batch (`outputs` (batch, time, *out), `mask` (batch, time) or None)
+    from which `finish_metrics` computes the task metrics, as float64 host arrays."""
     from .distributed._mesh import to_host
 
-    totals = _totals(loss, outputs, targets)
+    totals = _totals(loss, outputs, targets, mask)
     return {k: to_host(v).astype(np.float64) for k, v in totals.items()}
 
 
-def task_metrics(loss: AbstractLoss, outputs, targets) -> dict[str, float]:
-    """The task metrics of one batch: `{"accuracy"}` or `{"mse", "r2"}`."""
-    return finish_metrics(loss, metric_totals(loss, outputs, targets))
+def task_metrics(loss: AbstractLoss, outputs, targets, mask=None) -> dict[str, float]:
+    """The task metrics of one batch: `{"accuracy"}` or `{"mse", "r2"}` (over the real
+    steps of `mask` when given)."""
+    return finish_metrics(loss, metric_totals(loss, outputs, targets, mask))
 
 
 def add_totals(a: dict | None, b: dict) -> dict:

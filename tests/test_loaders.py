@@ -158,6 +158,33 @@ def shd_files(tmp_path):
     return paths
 
 
+def test_shd_loader_masks_the_steps_after_each_utterance(shd_files):
+    train_path, test_path = shd_files
+    loader = eqslax.data.SHDLoader(train_path, 5, 4, mask=True, max_time=1.4)
+    xs, ys = eqslax.data.load_shd(train_path, 5, max_time=1.4)
+    with h5py_file(train_path) as file:
+        last = [float(t.max()) if t.size else 0.0 for t in file["spikes/times"]]
+    lengths = np.minimum(np.floor(np.array(last) * 5 / 1.4).astype(int), 4) + 1
+    mask = np.arange(5) < lengths[:, None]
+    assert not np.all(mask) and not np.any(xs[~mask])  # padding holds no event
+    bx, by, bm = loader.batch(None, 1)
+    np.testing.assert_array_equal(bm, mask[4:8])
+    np.testing.assert_array_equal(bx, xs[4:8])
+    model = eqslax.feedforward((700, 4, 3), key=jax.random.key(1), readout="li")
+    step = eqslax.train_offline(model, eqslax.Accumulated(reduce="mean"), optax.adam(1e-2))
+    options = dict(epochs=1, key=jax.random.key(2), progress=False)
+    test = eqslax.data.SHDLoader(test_path, 5, 256, mask=True)
+    streamed = eqslax.fit(model, step, Loaders(loader, test), **options)
+    tx, ty = eqslax.data.load_shd(test_path, 5)
+    test_mask = next(iter(test))[2]
+    split = Loaders(ArrayLoader(xs, ys, 4, mask=mask), ArrayLoader(tx, ty, 256, mask=test_mask))
+    same(streamed, eqslax.fit(model, step, split, **options))
+
+
+def h5py_file(path):
+    return pytest.importorskip("h5py").File(path, "r")
+
+
 def test_shd_loader_reads_what_load_shd_reads_and_trains_like_the_arrays(shd_files):
     train_path, test_path = shd_files
     loader = eqslax.data.SHDLoader(train_path, 5, 4, max_time=1.4)

@@ -266,3 +266,53 @@ def test_pad_sequences():
         pad_sequences(samples, buckets=(2, 4))
     with pytest.raises(ValueError, match="trailing shape"):
         pad_sequences([np.ones((2, 3)), np.ones((2, 4))])
+
+
+class Unpadded(eqslax.data.AbstractLoader):
+    """Samples one at a time at their own lengths, in `ArrayLoader`'s order."""
+
+    def __init__(self, samples, labels):
+        self.samples, self.labels = samples, labels
+        self.n_samples, self.batch_size = len(samples), 1
+
+    def batch(self, key, index, *, drop_last=True):
+        order = np.arange(self.n_samples) if key is None else jax.random.permutation(key, 3)
+        i = int(order[index])
+        return self.samples[i][None], jnp.asarray(self.labels[i])[None]
+
+
+@pytest.mark.parametrize("loss", [eqslax.PerStep(), eqslax.Accumulated(reduce="max")])
+def test_fit_and_evaluate_with_masked_batches(loss):
+    """`fit` on padded batches of one with their masks is `fit` on the samples
+    themselves: the same model, losses and accuracies."""
+    net = model()
+    xs, ys, mask, samples, targets = problem()
+    step = eqslax.train_offline(net, loss, optax.adam(1e-2))
+    options = dict(epochs=2, key=jax.random.key(4), progress=False)
+    padded = eqslax.data.Loaders(
+        eqslax.data.ArrayLoader(xs, ys, 1, mask=mask),
+        eqslax.data.ArrayLoader(xs, ys, 2, mask=mask),
+    )
+    got, history = eqslax.fit(net, step, padded, **options)
+    unpadded = eqslax.data.Loaders(Unpadded(samples, targets), Unpadded(samples, targets))
+    expected, reference = eqslax.fit(net, step, unpadded, **options)
+    assert_tree_allclose(eqx.filter(got, eqx.is_array), eqx.filter(expected, eqx.is_array))
+    for name in ("train_loss", "test_loss", "train_accuracy", "test_accuracy"):
+        assert np.allclose(history[name], reference[name], rtol=1e-10), name
+    assert eqslax.evaluate(got, loss, xs, ys, mask=mask) == pytest.approx(
+        eqslax.evaluate(got, loss, unpadded.test), rel=1e-10
+    )
+
+
+def test_task_metrics_count_real_steps_only():
+    net = model()
+    xs, ys, mask, samples, targets = problem(per_step_values=True)
+    outputs = jax.vmap(lambda x: eqslax.simulate(net, x)[1])(xs)
+    real_outputs = jnp.concatenate([o[: len(x)] for o, x in zip(outputs, samples)])
+    got = eqslax.task_metrics(MSE, outputs, ys, mask)
+    expected = eqslax.task_metrics(MSE, real_outputs[None], jnp.concatenate(targets)[None])
+    assert got == pytest.approx(expected, rel=1e-12)
+    labels = jnp.zeros(mask.shape, int).at[:, -1].set(1)  # padded steps labelled 1
+    steps = eqslax.task_metrics(eqslax.PerStep(), outputs, labels, mask)
+    real = jnp.argmax(real_outputs, -1) == 0
+    assert steps["accuracy"] == pytest.approx(float(jnp.mean(real)), rel=1e-12)

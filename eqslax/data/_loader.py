@@ -5,6 +5,10 @@ A loader is random-access: `batch(key, i)` is the $i$-th batch of the epoch whos
 epoch is all a checkpoint needs). Writing a loader for a new data set takes three things:
 `n_samples`, `batch_size`, and `batch`; `eqslax.fit`, `eqslax.evaluate` and the
 NeuroBench harness then take it in place of arrays.
+
+A batch is `(xs, ys)`, or `(xs, ys, mask)` for padded variable-length sequences, `mask`
+`(batch, time)` booleans marking the real steps (see `pad_sequences`); `fit` and
+`evaluate` pass the mask on to the training step, the loss and the metrics.
 """
 
 import abc
@@ -15,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
+from .._mask import check_mask
 from .._preflight import check_int
 
 
@@ -30,7 +35,8 @@ class AbstractLoader(abc.ABC):
 
     @abc.abstractmethod
     def batch(self, key: PRNGKeyArray | None, index: int, *, drop_last: bool = True):
-        """The `index`-th batch `(xs, ys)` of the epoch ordered by `key`."""
+        """The `index`-th batch `(xs, ys)` (or `(xs, ys, mask)`) of the epoch ordered by
+        `key`."""
 
     def __len__(self) -> int:
         """Full batches per epoch (a last partial batch is not trained on)."""
@@ -62,10 +68,12 @@ class ArrayLoader(AbstractLoader):
     uses for arrays, so training from an `ArrayLoader` and from the same arrays gives the
     same model. The arrays are put on the default device once (`prestage=True`, the
     default) and batches are gathered there; `prestage=False` keeps them on the host and
-    moves one batch at a time (for data sets that do not fit on the device).
+    moves one batch at a time (for data sets that do not fit on the device). With a
+    `mask` (samples, time) of padded sequences (`pad_sequences`) the batches are
+    `(xs, ys, mask)`.
     """
 
-    def __init__(self, xs, ys, batch_size: int, *, prestage: bool = True):
+    def __init__(self, xs, ys, batch_size: int, *, mask=None, prestage: bool = True):
         if not (hasattr(xs, "shape") and hasattr(ys, "shape")) or np.ndim(xs) == 0:
             raise TypeError(
                 f"ArrayLoader: `xs` and `ys` must be arrays with a leading sample axis, got "
@@ -76,8 +84,11 @@ class ArrayLoader(AbstractLoader):
                 f"ArrayLoader: `xs` has {xs.shape[0]} samples but `ys` has {ys.shape[0]}."
             )
         check_int(batch_size, "batch_size", "ArrayLoader")
+        if mask is not None:
+            check_mask(mask, xs.shape[:2], "ArrayLoader")
         convert = jnp.asarray if prestage else np.asarray
         self.xs, self.ys = convert(xs), convert(ys)
+        self.mask = None if mask is None else convert(mask)
         self.n_samples, self.batch_size = int(xs.shape[0]), batch_size
         self._order = (None, None)
 
@@ -102,11 +113,24 @@ class ArrayLoader(AbstractLoader):
         start, stop = index * self.batch_size, (index + 1) * self.batch_size
         order = self.order(key)
         if order is None:
-            return jnp.asarray(self.xs[start:stop]), jnp.asarray(self.ys[start:stop])
-        picked = order[start:stop]
-        if isinstance(self.xs, np.ndarray):
-            picked = np.asarray(picked)
-        return jnp.asarray(self.xs[picked]), jnp.asarray(self.ys[picked])
+            picked = slice(start, stop)
+        else:
+            picked = order[start:stop]
+            if isinstance(self.xs, np.ndarray):
+                picked = np.asarray(picked)
+        arrays = (self.xs, self.ys) if self.mask is None else (self.xs, self.ys, self.mask)
+        return tuple(jnp.asarray(a[picked]) for a in arrays)
+
+
+def batch_parts(batch, owner: str, where: str):
+    """`(xs, ys, mask)` of a loader's batch `(xs, ys)` (mask None) or `(xs, ys, mask)`."""
+    if isinstance(batch, (tuple, list)) and len(batch) in (2, 3):
+        return (*batch, None) if len(batch) == 2 else tuple(batch)
+    got = f"a {type(batch).__name__} of {len(batch)}" if hasattr(batch, "__len__") else repr(batch)
+    raise TypeError(
+        f"{owner}: a loader's batch ({where}) must be a tuple (xs, ys) or (xs, ys, mask), got "
+        f"{got}."
+    )
 
 
 def _data(key):

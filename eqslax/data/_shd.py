@@ -93,6 +93,7 @@ def _raster(times, units, n_steps, max_time, bin_mode, binarize, out, where):
         out[bins, units[keep]] = 1
     else:
         np.add.at(out, (bins, units[keep]), 1)
+    return int(bins.max()) + 1 if bins.size else 1  # steps up to the last event
 
 
 @jaxtyped(typechecker=beartype.beartype)
@@ -120,6 +121,14 @@ def load_shd(
     in seconds; `binarize`; `bin_mode`; `index`, the samples to read (default all,
     in file order); `dtype` of the rasters. Needs `h5py`.
     """
+    rasters, labels, _ = _load(path, n_steps, max_time, binarize, bin_mode, index, dtype)
+    return rasters, labels
+
+
+def _load(path, n_steps, max_time=1.4, binarize=False, bin_mode="fixed", index=None, dtype=None):
+    """`load_shd`'s rasters and labels, and each sample's length in steps (up to its
+    last kept event; at least 1)."""
+    dtype = np.float32 if dtype is None else dtype
     _check_options(path, n_steps, max_time, bin_mode)
     h5py = _h5py()
     with _open(h5py, path) as file:
@@ -132,8 +141,9 @@ def load_shd(
                 f"{int(chosen.min())}..{int(chosen.max())}."
             )
         rasters = np.zeros((len(chosen), n_steps, SHD_UNITS), dtype)
+        lengths = np.ones(len(chosen), np.int64)
         for row, sample in enumerate(chosen):
-            _raster(
+            lengths[row] = _raster(
                 times[int(sample)],
                 units[int(sample)],
                 n_steps,
@@ -143,7 +153,7 @@ def load_shd(
                 rasters[row],
                 int(sample),
             )
-    return rasters, labels[chosen].astype(np.int32)
+    return rasters, labels[chosen].astype(np.int32), lengths
 
 
 class SHDBatches:
@@ -192,12 +202,26 @@ class SHDLoader(AbstractLoader):
     batch `i` of the epoch ordered by `key` reads and bins only its own samples, so the
     file never has to fit in memory and `fit` can resume at any batch.
 
-    `n_classes` is read from the file's labels (largest label + 1)."""
+    `n_classes` is read from the file's labels (largest label + 1). With `mask=True`
+    the batches are `(xs, ys, mask)`: utterances differ in length, and with
+    `bin_mode="fixed"` the steps after a sample's last event are padding
+    ($m_t = [t \\le t_{last}]$), left out of every loss, rule and metric."""
 
-    def __init__(self, path: str | os.PathLike, n_steps: int, batch_size: int, **options):
-        """**Arguments:** `path`, `n_steps`, `batch_size` and the keyword `options` of
-        `load_shd` (`max_time`, `binarize`, `bin_mode`, `dtype`)."""
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        n_steps: int,
+        batch_size: int,
+        *,
+        mask: bool = False,
+        **options,
+    ):
+        """**Arguments:** `path`, `n_steps`, `batch_size`, `mask` (yield each batch's
+        mask of real steps) and the keyword `options` of `load_shd` (`max_time`,
+        `binarize`, `bin_mode`, `dtype`)."""
         check_int(batch_size, "batch_size", "SHDLoader")
+        if not isinstance(mask, bool):
+            raise TypeError(f"SHDLoader: `mask` must be True or False, got {mask!r}.")
         if "index" in options:
             raise ValueError("SHDLoader: `index` is chosen per batch from the epoch's key.")
         _check_options(
@@ -205,7 +229,7 @@ class SHDLoader(AbstractLoader):
         )
         with _open(_h5py(), path) as file:
             labels = np.asarray(file["labels"][()])
-        self.path, self.n_steps, self.options = path, n_steps, options
+        self.path, self.n_steps, self.options, self.mask = path, n_steps, options, mask
         self.n_samples, self.batch_size = len(labels), batch_size
         self.n_classes = int(labels.max()) + 1 if len(labels) else 0
         self.in_shape = (SHD_UNITS,)
@@ -225,5 +249,8 @@ class SHDLoader(AbstractLoader):
                 self._order = (key, permutation)
             order = permutation
         chunk = order[index * self.batch_size : (index + 1) * self.batch_size]
-        xs, ys = load_shd(self.path, self.n_steps, index=chunk, **self.options)
-        return jnp.asarray(xs), jnp.asarray(ys)
+        xs, ys, lengths = _load(self.path, self.n_steps, index=chunk, **self.options)
+        if not self.mask:
+            return jnp.asarray(xs), jnp.asarray(ys)
+        mask = np.arange(self.n_steps)[None, :] < lengths[:, None]
+        return jnp.asarray(xs), jnp.asarray(ys), jnp.asarray(mask)
