@@ -82,6 +82,7 @@ RULES: dict[str, RuleEntry] = {
     "bptt_checkpoint": RuleEntry("BPTT", {"checkpoint": True}),
     "ostl": RuleEntry("OSTL", {}),
     "rtrl": RuleEntry("RTRL", {}, model="small"),
+    "snap1": RuleEntry("RTRL", {"snap": 1}, model="small"),
     "ottt": RuleEntry("OTTT", {}),
     "otpe": RuleEntry("OTPE", {}),
     "approx_otpe": RuleEntry("ApproxOTPE", {}),

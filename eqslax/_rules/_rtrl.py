@@ -10,6 +10,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, PyTree
 
 from .._connect import ConnectState
+from .._simulate import initial_state
 from ._online import AbstractOnlineRule, split_trainable
 
 
@@ -59,10 +60,50 @@ class RTRL(AbstractOnlineRule):
     is built explicitly, $S$ more JVPs per step; the influence is kept dense (no
     memory is saved). On feed-forward layers of elementwise neurons $D_t$ is
     already block diagonal and the rule equals full RTRL.
+
+    `snap=n` is SnAp-$n$ (Menick et al. 2021): the influence itself is restricted to
+    the entries a parameter can reach in $n$ steps,
+
+    $$
+    M_t = S_n \odot \Big(D_t M_{t-1} + \frac{\partial f_h}{\partial\theta}\Big),
+    \qquad S_1 = [I \neq 0],\quad S_{k+1} = S_k \lor [\,[D \neq 0]\, S_k \neq 0\,]
+    $$
+
+    with $I = \partial f_h/\partial\theta$. The patterns of $D$ and $I$ are the
+    model's structure, found when the step is traced: NaN tangents are pushed through
+    one step of a copy of the model with every array (parameters and constants), the
+    state and the input drawn at random (four draws), and every entry they reach
+    counts (NaN survives multiplication by zero, so a dependence is missed only if a
+    `where` branch that carries it is never taken). Once
+    $n$ reaches the length of the longest dependence chain, $S_n$ holds every entry
+    exact RTRL can make nonzero and the rule is RTRL. For one layer whose parameters
+    each feed one unit, SnAp-1 equals `diagonal=True`; across layers SnAp-1 keeps a
+    lower layer's parameters' immediate influence on the layers above it. The influence
+    is kept dense and masked (the memory of RTRL, not of a sparse SnAp).
     """
 
     chunk_size: int = eqx.field(static=True, default=512)
     diagonal: bool = eqx.field(static=True, default=False)
+    snap: int | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        if self.snap is not None and (
+            isinstance(self.snap, bool) or not isinstance(self.snap, int) or self.snap < 1
+        ):
+            raise ValueError(f"RTRL: `snap` must be a positive integer or None, got {self.snap!r}.")
+        if self.snap is not None and self.diagonal:
+            raise ValueError(
+                "RTRL: give `diagonal=True` (a masked state Jacobian) or `snap=n` (a masked "
+                "influence), not both."
+            )
+
+    def influence_pattern(self, model, x: Array) -> Bool[np.ndarray, "state params"]:
+        """$S_n$ for `model` on inputs shaped like `x` (one step's input): which entries of
+        the flattened influence `RTRL(snap=n)` keeps (rows: the state as
+        `jax.flatten_util.ravel_pytree` orders it; columns: the trainable parameters)."""
+        if self.snap is None:
+            raise ValueError("RTRL.influence_pattern: needs `snap=n`, got snap=None.")
+        return snap_pattern(model, initial_state(model, x), x, self.snap)
 
     def init_traces(self, model, state):
         r"""$M_0 = \partial h_0 / \partial\theta$: zero unless the initial state
@@ -96,6 +137,8 @@ class RTRL(AbstractOnlineRule):
             influence = influence - self._off_block(linear, state, flat_h, flat_p) @ (
                 traces.influence
             )
+        if self.snap is not None:
+            influence = jnp.where(snap_pattern(model, state, x, self.snap), influence, 0.0)
         value, g_y = jax.value_and_grad(lambda y: loss.step(y, label))(y)
         grad = jnp.tensordot(g_y, dy, axes=g_y.ndim)
         return unravel_h(h_new), RTRLTraces(influence), unravel_p(grad), y, value
@@ -123,6 +166,63 @@ class RTRL(AbstractOnlineRule):
         dh = dh.reshape(-1, *dh.shape[2:])[:n]
         dy = dy.reshape(-1, *dy.shape[2:])[:n]
         return jnp.moveaxis(dh, 0, -1), jnp.moveaxis(dy, 0, -1)
+
+
+def _random_like(tree: PyTree, rng: np.random.Generator) -> PyTree:
+    """Concrete random arrays shaped like the arrays of `tree` (tracers included):
+    normal floats, and integers and booleans drawn from {0, 1}."""
+
+    def draw(leaf):
+        if not eqx.is_array(leaf):
+            return leaf
+        if jnp.issubdtype(leaf.dtype, jnp.floating):
+            return jnp.asarray(rng.normal(size=leaf.shape), leaf.dtype)
+        return jnp.asarray(rng.integers(0, 2, size=leaf.shape), leaf.dtype)
+
+    return jax.tree_util.tree_map(draw, tree)
+
+
+def _reached(params, static, state, x) -> tuple[np.ndarray, np.ndarray]:
+    """Which entries of $D$ (state x state) and $I$ (state x params) one step at this
+    point lets a NaN tangent reach."""
+    flat_p, unravel_p = ravel_pytree(params)
+    flat_h, unravel_h = ravel_pytree(state)
+
+    def f(h, p):
+        new, _ = eqx.combine(unravel_p(p), static)(unravel_h(h), x)
+        return ravel_pytree(new)[0]
+
+    _, linear = jax.linearize(f, flat_h, flat_p)
+
+    def nan_basis(v):
+        return jnp.where(jnp.eye(v.size, dtype=bool), jnp.nan, 0.0).astype(v.dtype)
+
+    zero_h, zero_p = jnp.zeros_like(flat_h), jnp.zeros_like(flat_p)
+    d = jax.vmap(lambda e: linear(e, zero_p))(nan_basis(flat_h))  # row b: D e_b
+    i = jax.vmap(lambda e: linear(zero_h, e))(nan_basis(flat_p))  # row p: I e_p
+    return np.isnan(np.asarray(d)).T, np.isnan(np.asarray(i)).T
+
+
+def snap_pattern(model, state: PyTree, x: Array, n: int) -> Bool[np.ndarray, "state params"]:
+    r"""$S_n$ of `RTRL(snap=n)`: which influence entries $(h_a, \theta_p)$ a parameter
+    can reach within $n$ steps of `model`, a NumPy constant computed at trace time."""
+    params, static = split_trainable(model)
+    rng = np.random.default_rng(0)
+    with jax.ensure_compile_time_eval():
+        draws = [
+            _reached(
+                _random_like(params, rng),
+                _random_like(static, rng),
+                _random_like(state, rng),
+                _random_like(x, rng),
+            )
+            for _ in range(4)
+        ]
+    reach = np.logical_or.reduce([d for d, _ in draws]).astype(np.int64)
+    pattern = np.logical_or.reduce([i for _, i in draws])
+    for _ in range(n - 1):
+        pattern = pattern | ((reach @ pattern.astype(np.int64)) > 0)
+    return pattern
 
 
 def _unit_keys(tree: PyTree, layer: tuple[int, ...], keys: list) -> None:

@@ -208,6 +208,13 @@ register_rule(
     "rtrl", RTRL, driver="online", lr=_ONLINE_LR, description="real-time recurrent learning (exact)"
 )
 register_rule(
+    "snap",
+    lambda n=1: RTRL(snap=n),
+    driver="online",
+    lr=_ONLINE_LR,
+    description="SnAp-n: RTRL with the influence kept on its n-step pattern (n = 1 default)",
+)
+register_rule(
     "ostl",
     OSTL,
     driver="online",
