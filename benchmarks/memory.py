@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 
 import eqslax
 
@@ -50,6 +52,7 @@ from ._common import (
     time_interleaved,
     write_json,
 )
+from ._floors import FLOORS, as_tuple, network
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {
@@ -157,18 +160,29 @@ def child(rule_name: str, length: int, batch: int, repeats: int, seed: int) -> d
     # rule; their difference is the memory the learning rule itself adds.
     update = lambda model, xs, ys: rule.update(model, rule.init(model), loss, xs, ys)
     result["xla"] = xla_memory(update, model, xs, ys)
+    # `grad` alone: `update` also returns the per-step outputs (O(T)); without them XLA
+    # keeps only what the rule itself carries.
+    grad = lambda model, xs, ys: rule.grad(model, loss, xs, ys)
+    result["xla_grad_temp"] = (xla_memory(grad, model, xs, ys) or {}).get("temp")
     result["xla_forward"] = xla_memory(forward, model, xs)
     if result["xla"] and result["xla_forward"]:
         result["rule_temp_bytes"] = result["xla"]["temp"] - result["xla_forward"]["temp"]
     else:
         result["rule_temp_bytes"] = None
-    timings = time_interleaved(
-        {
-            "grad": lambda: rule.grad(model, loss, xs, ys),
-            "forward": lambda: forward(model, xs),
-        },
-        repeats,
-    )
+    calls = {
+        "grad": lambda: rule.grad(model, loss, xs, ys),
+        "forward": lambda: forward(model, xs),
+    }
+    if rule_name in FLOORS:
+        calls["floor"] = _floor(rule_name, rule, model, loss, xs, ys, result)
+    timings = time_interleaved(calls, repeats)
+    if "floor" in timings:
+        result["floor_s"] = timings["floor"]["median_s"]
+        result["vs_floor"] = timings["grad"]["median_s"] / timings["floor"]["median_s"]
+        result["vs_floor_cpu"] = timings["grad"]["cpu_s"] / timings["floor"]["cpu_s"]
+        result["vs_floor_paired"] = statistics.median(
+            g / f for g, f in zip(timings["grad"]["runs_s"], timings["floor"]["runs_s"])
+        )
     result["grad_s"] = timings["grad"]["median_s"]
     result["forward_s"] = timings["forward"]["median_s"]
     result["ms_per_step"] = 1e3 * result["grad_s"] / length
@@ -176,6 +190,22 @@ def child(rule_name: str, length: int, batch: int, repeats: int, seed: int) -> d
     result["step_cost_vs_forward"] = result["grad_s"] / result["forward_s"]
     result["step_cost_vs_forward_cpu"] = timings["grad"]["cpu_s"] / timings["forward"]["cpu_s"]
     return result
+
+
+def _floor(rule_name, rule, model, loss, xs, ys, result) -> Callable:
+    """The hand-written floor of `rule_name`, checked against eqslax's gradient first
+    (largest relative difference per parameter in `result["floor_agreement"]`), its XLA
+    memory in `result["floor_xla"]`; returns the zero-argument call to time."""
+    floor, net = FLOORS[rule_name], network(model)
+    expected = as_tuple(rule.grad(model, loss, xs, ys))
+    got = floor(net, xs, ys)
+    result["floor_agreement"] = max(
+        float(jnp.max(jnp.abs(a - b)) / jnp.maximum(jnp.max(jnp.abs(b)), 1e-30))
+        for a, b in zip(got, expected)
+    )
+    stats = floor.lower(net, xs, ys).compile().memory_analysis()
+    result["floor_xla_temp"] = None if stats is None else int(stats.temp_size_in_bytes)
+    return lambda: floor(net, xs, ys)
 
 
 def eqslax_forward() -> Callable:
@@ -238,9 +268,14 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "xla_temp_ratio": _ratio(
                     (long["xla"] or {}).get("temp"), (short["xla"] or {}).get("temp")
                 ),
+                "grad_temp_ratio": _ratio(long.get("xla_grad_temp"), short.get("xla_grad_temp")),
                 "rss_peak_ratio": long["rss_peak_bytes"] / short["rss_peak_bytes"],
                 "step_cost_vs_forward": long["step_cost_vs_forward"],
                 "step_cost_vs_forward_cpu": long["step_cost_vs_forward_cpu"],
+                "vs_floor_paired": long.get("vs_floor_paired"),
+                "floor_xla_temp_ratio": _ratio(
+                    long.get("floor_xla_temp"), short.get("floor_xla_temp")
+                ),
             }
         )
     return out
@@ -260,10 +295,11 @@ def _or_na(value):
 def tables(rows, summary) -> str:
     detail_headers = (
         "rule", "model", "T", "peak RSS MB", "RSS growth MB", "XLA temp MB",
-        "rule's own temp MB", "ms/step", "x forward step", "x forward step (CPU)",
+        "rule's own temp MB", "grad XLA temp MB", "ms/step", "x forward step",
+        "x forward step (CPU)", "x floor (paired)", "x floor (CPU)", "floor XLA temp MB",
     )  # fmt: skip
     detail = [
-        (r["rule"], "error", r["length"], r["error"], *[""] * 6)
+        (r["rule"], "error", r["length"], r["error"], *[""] * 10)
         if "error" in r
         else (
             r["rule"],
@@ -273,15 +309,20 @@ def tables(rows, summary) -> str:
             _mb(r["rss_growth_bytes"]),
             _mb((r["xla"] or {}).get("temp")),
             _mb(r["rule_temp_bytes"]),
+            _mb(r.get("xla_grad_temp")),
             r["ms_per_step"],
             r["step_cost_vs_forward"],
             r["step_cost_vs_forward_cpu"],
+            _or_na(r.get("vs_floor_paired")),
+            _or_na(r.get("vs_floor_cpu")),
+            _mb(r.get("floor_xla_temp")),
         )  # fmt: skip
         for r in rows
     ]
     overview_headers = (
         "rule", "online", "T range", "rule's own temp T_max/T_min", "XLA temp T_max/T_min",
-        "peak RSS T_max/T_min", "step x forward", "step x forward (CPU)",
+        "grad XLA temp T_max/T_min", "peak RSS T_max/T_min", "step x forward",
+        "step x forward (CPU)", "x floor (paired)", "floor XLA temp T_max/T_min",
     )  # fmt: skip
     overview = [
         (
@@ -290,9 +331,12 @@ def tables(rows, summary) -> str:
             "{}-{}".format(*s["lengths"]),
             _or_na(s["rule_temp_ratio"]),
             _or_na(s["xla_temp_ratio"]),
+            _or_na(s.get("grad_temp_ratio")),
             s["rss_peak_ratio"],
             s["step_cost_vs_forward"],
             s["step_cost_vs_forward_cpu"],
+            _or_na(s.get("vs_floor_paired")),
+            _or_na(s.get("floor_xla_temp_ratio")),
         )  # fmt: skip
         for s in summary
     ]

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import eqslax
 from benchmarks import bptt_speed, gpu_bptt, memory
 
 
@@ -126,6 +127,25 @@ def test_memory_runs_and_online_memory_does_not_grow(tmp_path):
     assert ratio["bptt"] > 1.3
     # OSTL carries traces of a fixed size.
     assert ratio["ostl"] < 1.2
+    ostl = [r for r in saved["rows"] if r["rule"] == "ostl"]
+    assert all(r["floor_agreement"] < 1e-4 and r["vs_floor_paired"] > 0 for r in ostl)
+    assert ostl[1]["floor_xla_temp"] == ostl[0]["floor_xla_temp"]  # flat in T
+
+
+@pytest.mark.parametrize("name", ["ottt", "ostl"])
+def test_hand_written_floors_equal_eqslax(name):
+    """The floors compute the rule's own gradient (float64, 1e-12), so the time ratio
+    compares implementations of the same update."""
+    k = jax.random.split(jax.random.key(0), 3)
+    model = eqslax.feedforward((8, 16, 4), key=k[0], readout="li")
+    xs = jax.random.bernoulli(k[1], 0.3, (3, 30, 8)).astype(jnp.float64)
+    ys = jax.random.randint(k[2], (3,), 0, 4)
+    rule = {"ottt": eqslax.OTTT(), "ostl": eqslax.OSTL()}[name]
+    expected = memory.as_tuple(rule.grad(model, eqslax.PerStep(), xs, ys))
+    got = memory.FLOORS[name](memory.network(model), xs, ys)
+    assert float(jnp.abs(expected[0]).max()) > 0  # the hidden layer learns: not vacuous
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 def test_rule_registry_and_argument_checks():
