@@ -8,6 +8,8 @@
 
 Every round trip (in memory and through a file) gives the same outputs on random inputs
 to 1e-12, in float64.
+
+Runtime: about 30 s of CPU time (35 tests).
 """
 
 import equinox as eqx
