@@ -29,6 +29,7 @@ import optax
 
 import eqslax
 from eqslax.data import ArrayLoader, Loaders, Splits
+from eqslax.encode import latency
 
 
 def digits(n_steps: int, dtype=None) -> Splits:
@@ -42,7 +43,7 @@ def digits(n_steps: int, dtype=None) -> Splits:
     images, labels = load_digits(return_X_y=True)
     dtype = jnp.result_type(float) if dtype is None else dtype
     pixels = jnp.asarray(images / 16.0, dtype)
-    spikes = jax.vmap(lambda x: eqslax.encode.latency(x, n_steps))(pixels)
+    spikes = jax.vmap(lambda x: latency(x, n_steps))(pixels)
     order = np.random.default_rng(0).permutation(len(labels))
     cut = int(0.8 * len(labels))
     train, test = order[:cut], order[cut:]
@@ -148,9 +149,7 @@ def main(argv=None) -> dict:
     sizes = {k: (small if args.small else full)[k] if v is None else v for k, v in sizes.items()}
     data = digits(args.steps)
     options = dict(hidden=args.hidden, batch_size=args.batch_size, lr=args.lr)
-    result = run(
-        data, sizes.pop("rules").split(","), online_lr=args.online_lr, **options, **sizes
-    )
+    result = run(data, sizes.pop("rules").split(","), online_lr=args.online_lr, **options, **sizes)
     shown = list(sys.argv[1:] if argv is None else argv)
     if "--json" in shown:  # where the numbers went is not part of how they were measured
         del shown[shown.index("--json") : shown.index("--json") + 2]

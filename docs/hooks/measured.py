@@ -14,6 +14,7 @@ field, fails the build naming the page and the file.
 | `gradient_similarity_online` | `python examples/gradient_similarity.py online --json PATH` |
 | `gradient_similarity_approximate` | the same with `approximate` |
 | `mackey_glass` | `python examples/mackey_glass.py --json PATH` |
+| `digits` | `python examples/digits.py --json PATH` |
 | `compare_*` | `python -m eqslax compare ... --out DIR` (`DIR/results.json`) |
 | `train` | every `train_*.json`: `python -m eqslax train ... --out DIR` (`DIR/summary.json`) |
 """
@@ -111,6 +112,22 @@ def mackey_glass(data) -> str:
     return "\n".join(lines)
 
 
+def digits(data) -> str:
+    lines = [_command(data), "", f"Mean ± 95 % interval over {data['seeds']} seeds.", ""]
+    lines += ["| rule | lr | test accuracy | updates | time / epoch (s) |"]
+    lines += ["|---|---|---|---|---|"]
+    for name, row in data["rules"].items():
+        cells = [name, f"{row['lr']:g}", _interval(row["test_accuracy"]), str(row["updates"])]
+        cells.append(f"{row['time_per_epoch_s']:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    loader = data["loader"]
+    times = loader["epoch_time_s"]
+    lines += ["", "| one BPTT epoch with `fit` | seconds |", "|---|---|"]
+    lines += [f"| prestaged on the device ({loader['device']}) | {times['prestaged']:.3f} |"]
+    lines += [f"| streamed from the host | {times['streamed']:.3f} |"]
+    return "\n".join(lines)
+
+
 def compare(data) -> str:
     """`eqslax compare`'s results.json: one row per rule (first seed's cosines)."""
     rules = data["rules"]
@@ -164,6 +181,7 @@ RENDERERS = {
     "gradient_similarity_online": gradient_similarity_online,
     "gradient_similarity_approximate": gradient_similarity_approximate,
     "mackey_glass": mackey_glass,
+    "digits": digits,
 }
 
 
