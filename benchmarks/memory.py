@@ -86,6 +86,7 @@ RULES: dict[str, RuleEntry] = {
     "ostl": RuleEntry("OSTL", {}),
     "rtrl": RuleEntry("RTRL", {}, model="small"),
     "snap1": RuleEntry("RTRL", {"snap": 1}, model="small"),
+    "uoro": RuleEntry("UORO", {}),
     "ottt": RuleEntry("OTTT", {}),
     "otpe": RuleEntry("OTPE", {}),
     "approx_otpe": RuleEntry("ApproxOTPE", {}),

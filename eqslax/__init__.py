@@ -56,6 +56,7 @@ from ._rules import (
     OTTT as OTTT,
     RTRL as RTRL,
     STDP as STDP,
+    UORO as UORO,
     AbstractLearningRule as AbstractLearningRule,
     AbstractOnlineRule as AbstractOnlineRule,
     ApproxOTPE as ApproxOTPE,
@@ -73,6 +74,7 @@ from ._rules import (
     RewardSTDPState as RewardSTDPState,
     RTRLTraces as RTRLTraces,
     TruncatedBPTT as TruncatedBPTT,
+    UOROTraces as UOROTraces,
     train_fptt as train_fptt,
 )
 from ._simulate import Recording as Recording, record as record, simulate as simulate

@@ -18,3 +18,4 @@ from ._otpe import (
 from ._ottt import OTTT as OTTT, OTTTTraces as OTTTTraces
 from ._rtrl import RTRL as RTRL, RTRLTraces as RTRLTraces
 from ._stdp import STDP as STDP, RewardSTDP as RewardSTDP, RewardSTDPState as RewardSTDPState
+from ._uoro import UORO as UORO, UOROTraces as UOROTraces

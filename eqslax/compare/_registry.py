@@ -21,6 +21,7 @@ from .._rules import (
     OTTT,
     RTRL,
     STDP,
+    UORO,
     AbstractLearningRule,
     AbstractOnlineRule,
     ApproxOTPE,
@@ -213,6 +214,13 @@ register_rule(
     driver="online",
     lr=_ONLINE_LR,
     description="SnAp-n: RTRL with the influence kept on its n-step pattern (n = 1 default)",
+)
+register_rule(
+    "uoro",
+    UORO,
+    driver="online",
+    lr=_ONLINE_LR,
+    description="UORO: unbiased rank-one estimate of RTRL's influence",
 )
 register_rule(
     "ostl",
