@@ -14,6 +14,21 @@ from .._simulate import initial_state
 from ._online import AbstractOnlineRule, split_trainable
 
 
+def flat_step(model, state: PyTree, x: Array):
+    """One step as a function of flat vectors, `f(h, p) -> (h_new, y)`, with the flat
+    state and trainable parameters and their unravelling functions: what the
+    influence-matrix rules (RTRL, SnAp, UORO) differentiate."""
+    params, static = split_trainable(model)
+    flat_p, unravel_p = ravel_pytree(params)
+    flat_h, unravel_h = ravel_pytree(state)
+
+    def f(h, p):
+        new_state, y = eqx.combine(unravel_p(p), static)(unravel_h(h), x)
+        return ravel_pytree(new_state)[0], y
+
+    return f, flat_h, flat_p, unravel_h, unravel_p
+
+
 class RTRLTraces(eqx.Module):
     """The influence matrix $M_t = dh_t/d\\theta$ (state size x parameter count)."""
 
@@ -123,14 +138,7 @@ class RTRL(AbstractOnlineRule):
         return RTRLTraces(jax.jacfwd(initial)(flat_p).astype(flat_state.dtype))
 
     def step(self, model, state, traces, x, label, loss):
-        params, static = split_trainable(model)
-        flat_p, unravel_p = ravel_pytree(params)
-        flat_h, unravel_h = ravel_pytree(state)
-
-        def f(h, p):
-            new_state, y = eqx.combine(unravel_p(p), static)(unravel_h(h), x)
-            return ravel_pytree(new_state)[0], y
-
+        f, flat_h, flat_p, unravel_h, unravel_p = flat_step(model, state, x)
         (h_new, y), linear = jax.linearize(f, flat_h, flat_p)
         influence, dy = self._propagate(linear, traces.influence, flat_p)
         if self.diagonal:

@@ -8,6 +8,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._online import AbstractOnlineRule, split_trainable
+from ._rtrl import flat_step
 
 
 class UOROTraces(eqx.Module):
@@ -77,13 +78,7 @@ class UORO(AbstractOnlineRule):
         return UOROTraces(jnp.zeros_like(flat_h), jnp.zeros_like(flat_p), self.key)
 
     def step(self, model, state, traces, x, label, loss):
-        params, static = split_trainable(model)
-        flat_p, unravel_p = ravel_pytree(params)
-        flat_h, unravel_h = ravel_pytree(state)
-
-        def f(h, p):
-            new_state, y = eqx.combine(unravel_p(p), static)(unravel_h(h), x)
-            return ravel_pytree(new_state)[0], y
+        f, flat_h, flat_p, unravel_h, unravel_p = flat_step(model, state, x)
 
         h_tilde, theta_tilde = traces.state_vector, traces.param_vector
         (h_new, y), (d_h, dy_h) = jax.jvp(f, (flat_h, flat_p), (h_tilde, jnp.zeros_like(flat_p)))
