@@ -351,10 +351,18 @@ def spiking_layers(model) -> tuple[bool, ...]:
     return tuple(isinstance(layer, AbstractSpikingPopulation) for layer in layers)
 
 
-def accuracy(loss: AbstractLoss, outputs: Float[Array, "batch time *out"], labels) -> Array:
+def accuracy(
+    loss: AbstractLoss,
+    outputs: Float[Array, "batch time *out"],
+    labels,
+    mask: Bool[Array, "batch time"] | None = None,
+) -> Array:
     """Fraction of samples whose `loss.predict` equals the label; for per-step labels
-    `(batch, time)`, the fraction of steps whose per-step prediction equals it."""
+    `(batch, time)`, the fraction of steps whose per-step prediction equals it. With a
+    `mask`, predictions read the real steps only and per-step labels count there only."""
     labels = jnp.asarray(labels)
     if labels.ndim == 2:
-        return jnp.mean(jax.vmap(loss.predict_steps)(outputs) == labels)
-    return jnp.mean(jax.vmap(loss.predict)(outputs) == labels)
+        correct = jax.vmap(loss.predict_steps)(outputs) == labels
+        return jnp.mean(correct) if mask is None else jnp.sum(correct & mask) / jnp.sum(mask)
+    predict = jax.vmap(lambda o, m: with_mask(loss.predict, o, mask=m))
+    return jnp.mean(predict(outputs, mask) == labels)

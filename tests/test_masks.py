@@ -316,3 +316,11 @@ def test_task_metrics_count_real_steps_only():
     steps = eqslax.task_metrics(eqslax.PerStep(), outputs, labels, mask)
     real = jnp.argmax(real_outputs, -1) == 0
     assert steps["accuracy"] == pytest.approx(float(jnp.mean(real)), rel=1e-12)
+    assert eqslax.accuracy(eqslax.PerStep(), outputs, labels, mask) == pytest.approx(
+        steps["accuracy"], rel=1e-12
+    )
+    classes = jnp.array([0, 1, 1])
+    per_sequence = [eqslax.PerStep().predict(o[: len(x)]) for o, x in zip(outputs, samples)]
+    assert eqslax.accuracy(eqslax.PerStep(), outputs, classes, mask) == pytest.approx(
+        float(jnp.mean(jnp.stack(per_sequence) == classes)), rel=1e-12
+    )
