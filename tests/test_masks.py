@@ -32,6 +32,8 @@ RULES = {
     "BPTT-layerwise": eqslax.BPTT(schedule="layerwise"),
     "TruncatedBPTT": eqslax.TruncatedBPTT(2),
     "RTRL": eqslax.RTRL(),
+    "SnAp-1": eqslax.RTRL(snap=1),
+    "UORO": eqslax.UORO(),
     "OSTL": eqslax.OSTL(),
     "OTTT": eqslax.OTTT(),
     "OTPE": eqslax.OTPE(),
