@@ -341,5 +341,10 @@ def test_compare_takes_the_loader_batch_size_and_refuses_what_it_cannot_do(data,
             tune_lr_grid=(1.0, 2.0),
             progress=False,
         )
+    masked = eqslax.data.ArrayLoader(
+        data.train_x, data.train_y, 4, mask=jnp.ones(data.train_x.shape[:2], bool)
+    )
+    with pytest.raises(ValueError, match=r"the train loader yields masks"):
+        run(feedforward, ["bptt"], eqslax.data.Loaders(masked, loaders.test), batch_size=None)
     with pytest.raises(TypeError, match=r"`data` is one loader.*Loaders\(train, test\)"):
         run(feedforward, ["bptt"], loaders.train)

@@ -15,6 +15,7 @@ import numpy as np
 
 from .._finite import check_finite
 from ..data import AbstractLoader, Loaders
+from ..data._loader import batch_parts
 
 
 class ArraySource:
@@ -74,8 +75,16 @@ class LoaderSource:
         self.arrays = None
         train = data.train
         self.n_train, self.batch_size = int(train.n_samples), int(train.batch_size)
-        self._first = train.batch(None, 0), data.test.batch(None, 0, drop_last=False)
-        self.steps = int(self._first[0][0].shape[1])
+        first = train.batch(None, 0), data.test.batch(None, 0, drop_last=False)
+        for batch, name in zip(first, ("train", "test")):
+            if batch_parts(batch, "compare", f"{name} batch 0")[2] is not None:
+                raise ValueError(
+                    f"compare: the {name} loader yields masks (padded variable-length "
+                    "sequences), which eqslax.compare does not take yet; train with "
+                    "eqslax.fit, or give sequences of one length."
+                )
+        self._first = first
+        self.steps = int(first[0][0].shape[1])
 
     def head(self, size: int):
         xs, ys = self._first[0]
