@@ -11,7 +11,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,flax,nir]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,flax,nir,examples]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -24,7 +24,7 @@ test: $(STAMP)
 # The documentation site (mkdocs-material + mkdocstrings): tutorials run, support matrix measured.
 DOCS_STAMP := $(VENV)/.installed-docs
 $(DOCS_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[dev,flax,nir,docs]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,flax,nir,examples,docs]"
 	touch $(DOCS_STAMP)
 
 docs: $(DOCS_STAMP)
