@@ -125,7 +125,7 @@ def test_a_bare_neuron_accepts_every_schedule():
 
 
 @pytest.mark.parametrize("schedule", ["step", "layerwise"])
-@pytest.mark.parametrize("unroll", [2, 3, STEPS])
+@pytest.mark.parametrize("unroll", [2, 3])
 def test_unroll_changes_no_value(schedule, unroll):
     """`unroll` only reshapes the loop: outputs, final state and gradients stay the same
     (3 does not divide the 20 steps: the remainder iteration is exercised too)."""
