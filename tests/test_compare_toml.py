@@ -198,7 +198,9 @@ def test_unknown_mackey_glass_option_is_named(tmp_path, capsys):
     assert "`data.strides` is not an option of forecasting_windows" in err
 
 
-@pytest.mark.parametrize("name", ["compare_recurrent.toml", "compare_mackey_glass.toml"])
+@pytest.mark.parametrize(
+    "name", ["compare_recurrent.toml", "compare_mackey_glass.toml", "compare_influence_rules.toml"]
+)
 def test_shipped_examples_parse(name):
     path = pathlib.Path(__file__).parent.parent / "examples" / name
     experiment = eqslax.compare.load_experiment(str(path))
