@@ -3,6 +3,7 @@ the vmapped-seeds path, update budgets and the Student-t intervals."""
 
 import json
 import math
+import re
 
 import equinox as eqx
 import jax
@@ -348,3 +349,14 @@ def test_compare_takes_the_loader_batch_size_and_refuses_what_it_cannot_do(data,
         run(feedforward, ["bptt"], eqslax.data.Loaders(masked, loaders.test), batch_size=None)
     with pytest.raises(TypeError, match=r"`data` is one loader.*Loaders\(train, test\)"):
         run(feedforward, ["bptt"], loaders.train)
+
+
+def test_progress_prints_each_epochs_ranking_metric(data, capsys):
+    """The line closing an epoch gives the mean over seeds of that epoch's test metric."""
+    result = run(feedforward, ["bptt"], data, epochs=2, progress=True)
+    printed = capsys.readouterr()
+    text = printed.err + printed.out
+    shown = [float(v) for v in re.findall(r"done: test metric ([0-9.]+)", text)]
+    seeds = result.runs["bptt"].seeds
+    expected = [np.mean([s.history["test_accuracy"][e] for s in seeds]) for e in range(2)]
+    assert shown == pytest.approx(expected, abs=5e-4)

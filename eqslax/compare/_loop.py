@@ -189,7 +189,7 @@ def train_rule(spec, initial, keys, seeds, source, loss, batches, plan, vmap) ->
         spec, step, initial, source, size, vmapped, place
     )
     measure = batch_totals(loss)
-    metrics, key = metric_names(loss), f"test_{primary_metric(loss)}"
+    metrics, ranked = metric_names(loss), f"test_{primary_metric(loss)}"
     recorder = _Recorder(spec, loss, plan, vmapped, n)
     first = place(tuple(jnp.stack([x] * n) for x in source.head(size)))
     initial_similarity = recorder.initial(models, *first)
@@ -228,9 +228,9 @@ def train_rule(spec, initial, keys, seeds, source, loss, batches, plan, vmap) ->
                 **{f"test_{m}": tests[s][m] for m in metrics},
                 "epoch_time": elapsed,
             }
-            for key, value in row.items():
-                histories[s][key].append(value)
-        bar.epoch(epoch, elapsed, [h[key][-1] for h in histories])
+            for column, value in row.items():
+                histories[s][column].append(value)
+        bar.epoch(epoch, elapsed, [h[ranked][-1] for h in histories])
     recorder.finish(models)
     if mesh is not None:  # the trained models as ordinary one-device models
         device = jax.local_devices()[0]
