@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python -m eqslax compare --out demo-out
 
 # Tests run on every core (pytest-xdist): most of their time is XLA compilation.
-# XLA's CPU compiler now and then segfaults inside a worker (seen in three full runs, each
+# XLA's CPU compiler now and then crashes inside a worker (seen in five full runs, each
 # time at a different test that passes when run again): a test whose worker crashed runs
 # once more. A failed assertion is never rerun.
 test: $(STAMP)
