@@ -81,8 +81,10 @@ class UORO(AbstractOnlineRule):
         f, flat_h, flat_p, unravel_h, unravel_p = flat_step(model, state, x)
 
         h_tilde, theta_tilde = traces.state_vector, traces.param_vector
-        (h_new, y), (d_h, dy_h) = jax.jvp(f, (flat_h, flat_p), (h_tilde, jnp.zeros_like(flat_p)))
-        _, pullback = jax.vjp(f, flat_h, flat_p)
+        # one linearisation serves the JVP along the trace and, transposed, both VJPs
+        (h_new, y), linear = jax.linearize(f, flat_h, flat_p)
+        d_h, dy_h = linear(h_tilde, jnp.zeros_like(flat_p))
+        pullback = jax.linear_transpose(linear, flat_h, flat_p)
         value, g_y = jax.value_and_grad(lambda y: loss.step(y, label))(y)
         key, noise_key = jax.random.split(traces.key)
         noise_key = jax.random.fold_in(noise_key, _fingerprint(x))
