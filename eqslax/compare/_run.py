@@ -12,7 +12,7 @@ from .._rules._bptt import sequence_loss
 from .._zoo import feedforward
 from ._api import CompareResult, compare
 from ._registry import rule
-from ._source import source
+from ._source import test_head
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +112,7 @@ def landscape_of(results: CompareResult, grid: int = 15, eval_size: int = 128) -
         model=reference,
     )
     alphas, betas = analysis.trajectory_grid(pca.coordinates, num=grid, margin=1.2)
-    xs, ys = source(results.data).test_head(eval_size)
+    xs, ys = test_head(results.data, eval_size)
 
     def loss_of_model(model):
         return sequence_loss(model, results.loss, xs, ys)[0]
@@ -134,6 +134,6 @@ def recording_of(results: CompareResult):
     from .._simulate import record
 
     model = results.runs[results.rules[0]].seeds[0].model
-    sample = source(results.data).test_head(1)[0][0]
+    sample = test_head(results.data, 1)[0][0]
     _, rec = record(model, sample)
     return sample, rec, model

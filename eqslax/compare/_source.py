@@ -40,9 +40,6 @@ class ArraySource:
         """The first `size` training samples (checks, compiling, the initial similarity)."""
         return self.arrays.train_x[:size], self.arrays.train_y[:size]
 
-    def test_head(self, size: int):
-        return self.arrays.test_x[:size], self.arrays.test_y[:size]
-
     def epoch(self, keys, epoch: int, size: int, count: int) -> Iterator:
         """`count` batches of epoch `epoch`, each `(xs, ys)` with a leading seed axis."""
         if self._train is None:
@@ -83,15 +80,11 @@ class LoaderSource:
                     "sequences), which eqslax.compare does not take yet; train with "
                     "eqslax.fit, or give sequences of one length."
                 )
-        self._first = first
+        self._first = first[0]
         self.steps = int(first[0][0].shape[1])
 
     def head(self, size: int):
-        xs, ys = self._first[0]
-        return xs[:size], ys[:size]
-
-    def test_head(self, size: int):
-        xs, ys = self._first[1]
+        xs, ys = self._first
         return xs[:size], ys[:size]
 
     def epoch(self, keys, epoch: int, size: int, count: int) -> Iterator:
@@ -104,6 +97,15 @@ class LoaderSource:
         """The test loader's batches in stored order, each checked as it arrives."""
         for xs, ys in self.loaders.test:
             yield xs, check(xs, ys)
+
+
+def test_head(data, size: int):
+    """The first `size` test samples of `data` (arrays or `Loaders`), without the checks
+    and the first batches `source` reads: for the report's plots after training."""
+    if isinstance(data, Loaders):
+        xs, ys = batch_parts(data.test.batch(None, 0, drop_last=False), "compare", "test")[:2]
+        return xs[:size], ys[:size]
+    return data.test_x[:size], data.test_y[:size]
 
 
 def source(data):
