@@ -123,6 +123,12 @@ def test_diagonal_rtrl_equals_rtrl_on_one_feedforward_layer(neuron):
     assert min(jnp.linalg.norm(g) for g in jax.tree_util.tree_leaves(full)) > 0
 
 
+def recursion_order(grads):
+    """The gradients of [Linear, Recurrent(LIF), Linear] in `masked_recursion`'s order."""
+    linear, rec, readout = grads.layers
+    return [linear.weight, linear.bias, rec.weight, readout.weight, readout.bias]
+
+
 def masked_recursion(model, xs, ys):
     """SnAp-1 by hand for [Linear, Recurrent(LIF), Linear] with a per-step loss.
 
@@ -185,13 +191,7 @@ def test_diagonal_rtrl_on_recurrent_lif_equals_the_masked_recursion():
     xs, ys = data(k[3], 4)
     loss = eqslax.PerStep()
     diagonal = eqslax.RTRL(diagonal=True).grad(model, loss, xs, ys)
-    got = [
-        diagonal.layers[0].weight,
-        diagonal.layers[0].bias,
-        diagonal.layers[1].weight,
-        diagonal.layers[2].weight,
-        diagonal.layers[2].bias,
-    ]
+    got = recursion_order(diagonal)
     for g, want in zip(got, masked_recursion(model, xs, ys)):
         assert jnp.allclose(g, want, rtol=1e-10, atol=1e-13), jnp.max(jnp.abs(g - want))
     full = eqslax.BPTT().grad(model, loss, xs, ys)  # == full RTRL (tests above)

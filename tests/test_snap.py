@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import assert_tree_allclose, feedforward
-from test_rtrl import data, masked_recursion
+from test_rtrl import data, masked_recursion, recursion_order
 
 import eqslax
 
@@ -53,14 +53,7 @@ def test_snap1_on_one_recurrent_layer_is_the_per_unit_recursion():
     model = one_recurrent_layer(k[0])
     xs, ys = data(k[3], 4)
     snap = eqslax.RTRL(snap=1).grad(model, LOSS, xs, ys)
-    got = [
-        snap.layers[0].weight,
-        snap.layers[0].bias,
-        snap.layers[1].weight,
-        snap.layers[2].weight,
-        snap.layers[2].bias,
-    ]
-    for g, want in zip(got, masked_recursion(model, xs, ys)):
+    for g, want in zip(recursion_order(snap), masked_recursion(model, xs, ys)):
         np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-13)
     diagonal = eqslax.RTRL(diagonal=True).grad(model, LOSS, xs, ys)
     assert_tree_allclose(snap, diagonal, rtol=1e-10, atol=1e-13)
