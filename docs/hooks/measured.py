@@ -42,9 +42,13 @@ def _device(data) -> str:
 
 
 def bptt_speed(data) -> str:
-    from benchmarks.bptt_speed import table
+    from benchmarks.bptt_speed import sweep_table, table
 
-    lines = [_command(data), "", table(data["rows"]), "", _device(data)]
+    lines = [_command(data), "", table(data["rows"])]
+    sweep = sweep_table(data["rows"])
+    if sweep:
+        lines += ["", "Every unroll factor of the layer-wise schedule, fwd+bwd seconds:", "", sweep]
+    lines += ["", _device(data)]
     if not data["agreement_passed"]:
         lines += ["", "!!! warning", "    eqslax and the hand scan disagreed in this run."]
     return "\n".join(lines)
