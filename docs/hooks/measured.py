@@ -133,21 +133,43 @@ def digits(data) -> str:
 
 
 def compare(data) -> str:
-    """`eqslax compare`'s results.json: one row per rule (first seed's cosines)."""
+    """`eqslax compare`'s results.json: one row per rule (first seed's cosines).
+
+    With several seeds the metric is the mean with its 95 % confidence half-width, a
+    column gives each rule's paired difference from the first rule with its verdict, and
+    the run's own summary sentence follows the table.
+    """
     rules = data["rules"]
+    metric = data["metric"]
+    reference = next(iter(rules))
+    versus = {p["b"]: p for p in data.get("pairwise", []) if p["a"] == reference}
     layers = sorted(
         {n for r in rules.values() for n in (r["initial_similarity"] or {}).get("layers", {})}
     )
-    header = ["rule", "mode", f"test {data['metric']}", "time / epoch (s)", "peak memory (MiB)"]
+    header = ["rule", "mode", f"test {metric}"]
+    if versus:
+        header.append(f"vs {reference}, paired (95 % CI)")
+    header += ["time / epoch (s)", "peak memory (MiB)"]
     header += ["global cos to BPTT", *(f"cos {n}" for n in layers)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, rule in rules.items():
         memory = rule["peak_memory_bytes"]
         similarity = rule["initial_similarity"]
-        cells = [
-            name,
-            rule["mode"],
-            f"{rule['final_test_accuracy']:.3f}",
+        spread = rule.get(f"test_{metric}")
+        if spread is not None and spread["n"] > 1:
+            shown = f"{spread['mean']:.3f} ± {spread['ci95_half_width']:.3f} ({spread['n']} seeds)"
+        else:
+            shown = f"{rule[f'final_test_{metric}']:.3f}"
+        cells = [name, rule["mode"], shown]
+        if versus:
+            pair = versus.get(name)
+            if pair is None:
+                cells.append("reference")
+            else:
+                gap = pair["difference"]  # reference minus this rule
+                shown = f"{-gap['mean']:+.3f} ± {gap['ci95_half_width']:.3f}"
+                cells.append(f"{shown}: {pair['verdict']}")
+        cells += [
             f"{rule['time_per_epoch_s']:.2f}",
             "n/a" if memory is None else f"{memory / 2**20:.1f}",
         ]
@@ -157,6 +179,8 @@ def compare(data) -> str:
             cells.append(f"{similarity['global']['cosine']:.4f}")
             cells += [f"{similarity['layers'][n]['cosine']:.4f}" for n in layers]
         lines.append("| " + " | ".join(cells) + " |")
+    if data.get("summary"):
+        lines += ["", data["summary"]]
     return "\n".join(lines)
 
 
