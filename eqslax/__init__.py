@@ -52,6 +52,7 @@ from ._rules import (
     BPTT as BPTT,
     FPTT as FPTT,
     OSTL as OSTL,
+    OSTTP as OSTTP,
     OTPE as OTPE,
     OTTT as OTTT,
     RTRL as RTRL,

@@ -2,10 +2,10 @@
 (LIF, ALIF, CuBaLIF): each cell either equals BPTT in the rule's exact setting (float64,
 rtol 1e-10), with gradients shaped like `trainable(model)` and not all zero, or raises an
 error naming the layer and why. The exact settings: one layer (e-prop: one hidden layer and
-its leaky readout, MSE), resets detached; a recurrent layer has a diagonal W_rec for OSTL
-and OTPE (D-RTRL keeps each unit's self-connection path) and W_rec = 0 for the rules that
-treat y_(t-1) as an input only (OTTT, ApproxOTPE, e-prop). e-prop refuses a convolutional
-layer, naming it."""
+its leaky readout, MSE; OSTTP is OSTL there, its projection unused), resets detached; a
+recurrent layer has a diagonal W_rec for OSTL and OTPE (D-RTRL keeps each unit's
+self-connection path) and W_rec = 0 for the rules that treat y_(t-1) as an input only
+(OTTT, ApproxOTPE, e-prop). e-prop refuses a convolutional layer, naming it."""
 
 import functools
 
@@ -33,6 +33,7 @@ NEURONS = {
 # the neurons it refuses (presynaptic traces need a single state when parameters train).
 RULES = {
     "OSTL": (eqslax.OSTL(), "diagonal", False, ()),
+    "OSTTP": (eqslax.OSTTP(key=jax.random.key(0)), "diagonal", False, ()),
     "OTPE": (eqslax.OTPE(), "diagonal", False, ()),
     "OTTT": (eqslax.OTTT(), "zero", False, ("ALIF", "CuBaLIF")),
     "ApproxOTPE": (eqslax.ApproxOTPE(), "zero", False, ("ALIF", "CuBaLIF")),

@@ -35,6 +35,7 @@ RULES = {
     "SnAp-1": eqslax.RTRL(snap=1),
     "UORO": eqslax.UORO(),
     "OSTL": eqslax.OSTL(),
+    "OSTTP": eqslax.OSTTP(key=jax.random.key(0)),
     "OTTT": eqslax.OTTT(),
     "OTPE": eqslax.OTPE(),
     "ApproxOTPE": eqslax.ApproxOTPE(),

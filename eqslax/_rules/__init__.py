@@ -9,6 +9,7 @@ from ._fptt import (
 )
 from ._online import AbstractOnlineRule as AbstractOnlineRule
 from ._ostl import OSTL as OSTL, OSTLTraces as OSTLTraces
+from ._osttp import OSTTP as OSTTP
 from ._otpe import (
     OTPE as OTPE,
     ApproxOTPE as ApproxOTPE,

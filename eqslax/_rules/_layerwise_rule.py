@@ -67,6 +67,10 @@ class AbstractLayerwiseRule(AbstractOnlineRule):
     - `gradient(layers, index, estimate, step, signal) -> LayerGrads`.
     - `passback(layers, index, trace, step, signal) -> signal below` (default
       $W^{l\top}(g^l_t \odot \partial y^l_t/\partial I^l_t)$).
+    - `target_signal(layers, index, target, output) -> signal or None`: a learning
+      signal for layer `index` below the top made from the step's `target` alone, which
+      then replaces the one passed down (default `None`: keep the passback; OSTTP's
+      direct target projection).
     - `view(model) -> Layers`: how the rule sees the model (default `Layers(model, name)`).
     """
 
@@ -98,6 +102,13 @@ class AbstractLayerwiseRule(AbstractOnlineRule):
     ) -> Array:
         """The learning signal of the layer below."""
         return passback(layers[index], step, signal)
+
+    def target_signal(
+        self, layers: Layers, index: int, target: Array, output: Array
+    ) -> Array | None:
+        """Layer `index`'s learning signal from this step's `target` (and the model
+        `output`), or `None`: the signal `passback` sends down from the layer above."""
+        return None
 
     def init_traces(self, model, state):
         check_one_float_dtype(model, type(self).__name__)
@@ -149,6 +160,8 @@ class AbstractLayerwiseRule(AbstractOnlineRule):
             )
             grads = layers.write(grads, index, layer_grads)
             if index:
-                signal = below.reshape(steps[index - 1].output.shape)
+                direct = self.target_signal(layers, index - 1, label, y)
+                signal = below if direct is None else direct
+                signal = signal.reshape(steps[index - 1].output.shape)
         traces = eqx.tree_at(lambda t: t.layers, traces, tuple(new), is_leaf=lambda x: x is None)
         return state, traces, grads, y, value

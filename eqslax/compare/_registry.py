@@ -11,12 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
+import jax
 import optax
 
 from .._rules import (
     BPTT,
     FPTT,
     OSTL,
+    OSTTP,
     OTPE,
     OTTT,
     RTRL,
@@ -228,6 +230,13 @@ register_rule(
     driver="online",
     lr=_ONLINE_LR,
     description="online spatio-temporal learning (per-layer exact)",
+)
+register_rule(
+    "osttp",
+    lambda seed=0: OSTTP(key=jax.random.key(seed)),
+    driver="online",
+    lr=_ONLINE_LR,
+    description="OSTL with direct random target projection to the hidden layers",
 )
 register_rule(
     "ottt",
