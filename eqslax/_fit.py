@@ -1,5 +1,6 @@
 """`fit`: epochs over batched data, evaluation, history, progress and checkpoints."""
 
+import contextlib
 import json
 import math
 import os
@@ -237,8 +238,7 @@ def _nonfinite_error(run: _Run, model, per_epoch: int) -> FloatingPointError:
     )
 
 
-def _train_batch(run, step, source, on_step, on_nonfinite, per_epoch) -> float:
-    batch = source.train.batch(source.epoch_key(run.key, run.epoch), run.batch)
+def _train_batch(run, step, source, batch, on_step, on_nonfinite, per_epoch) -> float:
     where = f"epoch {run.epoch + 1}, batch {run.batch}"
     xs, ys, mask = batch_parts(batch, "fit", where)
     if not source.checked:
@@ -381,22 +381,35 @@ def fit(
     if mesh is not None:
         run.model, run.state = replicate((run.model, run.state), mesh)
     bar = _Progress(progress and is_main_process(), per_epoch)
-    while run.epoch < epochs:
-        while run.batch < per_epoch:
-            if max_steps is not None and run.done >= max_steps:
-                run.save(checkpoint_dir)
-                return local(run.model), run.history
-            loss = _train_batch(run, step, source, on_step, on_nonfinite, per_epoch)
-            bar.update(run.epoch, epochs, run.batch, loss)
-            finished = run.batch == per_epoch
-            if finished:  # the row goes into any checkpoint written at this step
-                bar.epoch(run.epoch, epochs, _finish_epoch(run, step, source), names)
-            if checkpoint_every and run.done % checkpoint_every == 0:
-                run.save(checkpoint_dir)
-            if finished:
-                break
+    stopped = lambda: max_steps is not None and run.done >= max_steps  # noqa: E731
+    while run.epoch < epochs and not stopped():
+        # The rest of the epoch from the next batch on: a loader that prefetches prepares
+        # them on its thread; closing the iterator (on stopping) ends that thread.
+        batches = source.train.batches(source.epoch_key(run.key, run.epoch), run.batch)
+        with _closing(batches):
+            for batch in batches:
+                loss = _train_batch(run, step, source, batch, on_step, on_nonfinite, per_epoch)
+                bar.update(run.epoch, epochs, run.batch, loss)
+                finished = run.batch == per_epoch
+                if finished:  # the row goes into any checkpoint written at this step
+                    bar.epoch(run.epoch, epochs, _finish_epoch(run, step, source), names)
+                if checkpoint_every and run.done % checkpoint_every == 0:
+                    run.save(checkpoint_dir)
+                if finished or stopped():
+                    break
     run.save(checkpoint_dir)
     return local(run.model), run.history
+
+
+@contextlib.contextmanager
+def _closing(batches):
+    """Close `batches` at the end (a generator, a prefetching iterator), if it can be."""
+    try:
+        yield
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 class _Source:

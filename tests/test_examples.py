@@ -34,13 +34,13 @@ def test_mackey_glass_forecast_beats_the_mean(capsys):
 
 def test_digits_bptt_learns_the_latency_coded_digits(capsys):
     """BPTT on scikit-learn's 8x8 digits, latency-coded over 16 steps: 92 % test accuracy
-    after 3 epochs on this run (chance is 10 %); the prestaged and streamed epochs are
-    both timed."""
+    after 3 epochs on this run (chance is 10 %); the prestaged, streamed and prefetched
+    epochs are all timed."""
     pytest.importorskip("sklearn")
     example = _load("digits")
     data = example.main(["--small", "--rules", "bptt"])
     printed = capsys.readouterr().out
     assert printed.startswith("| rule | lr | test accuracy |") and "| bptt |" in printed
     assert data["rules"]["bptt"]["test_accuracy"]["mean"] > 0.8
-    assert set(data["loader"]["epoch_time_s"]) == {"prestaged", "streamed"}
+    assert set(data["loader"]["epoch_time_s"]) == {"prestaged", "streamed", "prefetched"}
     assert data["command"] == "python examples/digits.py --small --rules bptt"

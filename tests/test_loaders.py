@@ -2,6 +2,8 @@
 same model for the same key, exact resumption mid-epoch, and each batch checked by name."""
 
 import functools
+import threading
+import time
 
 import equinox as eqx
 import jax
@@ -65,24 +67,87 @@ def loaders(data, kind="array", batch_size=4):
     if kind == "host":
         train = HostLoader(np.asarray(data.train_x), np.asarray(data.train_y), batch_size)
         return Loaders(train, HostLoader(np.asarray(data.test_x), np.asarray(data.test_y), 256))
+    if kind == "host-prefetched":
+        train = HostLoader(np.asarray(data.train_x), np.asarray(data.train_y), batch_size)
+        train.prefetch = 3
+        return Loaders(train, HostLoader(np.asarray(data.test_x), np.asarray(data.test_y), 256))
     prestage = kind == "array"
+    depth = 2 if kind == "prefetched" else 0
     return Loaders(
-        ArrayLoader(data.train_x, data.train_y, batch_size, prestage=prestage),
-        ArrayLoader(data.test_x, data.test_y, 256, prestage=prestage),
+        ArrayLoader(data.train_x, data.train_y, batch_size, prestage=prestage, prefetch=depth),
+        ArrayLoader(data.test_x, data.test_y, 256, prestage=prestage, prefetch=depth),
     )
 
 
-@pytest.mark.parametrize("kind", ["array", "host-staged", "host"])
+@pytest.mark.parametrize("kind", ["array", "host-staged", "prefetched", "host", "host-prefetched"])
 def test_a_loader_gives_the_model_and_history_of_the_arrays(data, kind):
     same(fit(data, batch_size=4), fit(loaders(data, kind)))
 
 
-def test_resuming_mid_epoch_from_a_loader_is_exact(data, tmp_path):
+@pytest.mark.parametrize("kind", ["host", "host-prefetched"])
+def test_resuming_mid_epoch_from_a_loader_is_exact(data, tmp_path, kind):
     straight = fit(loaders(data, "host"))
-    source = loaders(data, "host")
+    source = loaders(data, kind)
     for stop in (3, 5, 7):  # 4 batches per epoch: stops inside both epochs
         fit(source, checkpoint_dir=str(tmp_path), checkpoint_every=1, max_steps=stop, resume=True)
     same(fit(source, checkpoint_dir=str(tmp_path), resume=True), straight)
+
+
+def prefetch_threads():
+    return [t for t in threading.enumerate() if t.name == "eqslax-prefetch"]
+
+
+class Failing(HostLoader):
+    """Prepares batches on the prefetch thread and fails at batch `bad`."""
+
+    prefetch = 2
+
+    def batch(self, key, index, *, drop_last=True):
+        if index == 2 and key is not None:
+            raise RuntimeError("the disk went away at batch 2")
+        return super().batch(key, index, drop_last=drop_last)
+
+
+def test_an_error_on_the_prefetch_thread_is_raised_in_fit_and_the_thread_ends(data):
+    x, y = np.asarray(data.train_x), np.asarray(data.train_y)
+    test = HostLoader(np.asarray(data.test_x), np.asarray(data.test_y), 256)
+    with pytest.raises(RuntimeError, match="the disk went away at batch 2"):
+        fit(Loaders(Failing(x, y, 4), test))
+    assert not prefetch_threads()
+
+
+def test_prefetch_keeps_the_order_bounds_the_queue_and_stops_when_closed():
+    made = []
+
+    def slow_source():
+        for i in range(100):
+            made.append(i)
+            yield np.full(3, i)
+
+    batches = eqslax.data.prefetch(slow_source(), depth=3)
+    assert [int(next(batches)[0]) for _ in range(5)] == [0, 1, 2, 3, 4]
+    time.sleep(0.3)  # the producer fills the queue, then waits
+    assert len(made) <= 5 + 3 + 1  # taken + queued + the one being put
+    batches.close()
+    assert not prefetch_threads()
+    assert list(eqslax.data.prefetch(iter(range(4)), depth=0)) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match=r"prefetch: `depth` must be an int >= 0"):
+        eqslax.data.prefetch([], depth=-1)
+
+
+def test_array_loader_prestages_up_to_its_bound_and_prefetches_above_it(data):
+    xs, ys = np.asarray(data.train_x), np.asarray(data.train_y)
+    small = ArrayLoader(xs, ys, 4)
+    assert small.prestaged and small.prefetch == 0
+    large = ArrayLoader(xs, ys, 4, prestage_limit=xs.nbytes // 2, prefetch=3)
+    assert not large.prestaged and large.prefetch == 3 and isinstance(large.xs, np.ndarray)
+    assert ArrayLoader(data.train_x, data.train_y, 4, prestage_limit=0).prestaged  # on device
+    key = jax.random.key(5)
+    for index in range(len(small)):
+        for a, b in zip(small.batch(key, index), large.batch(key, index)):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match=r"prestage"):
+        ArrayLoader(xs, ys, 4, prestage="yes")
 
 
 def test_evaluate_on_a_loader_equals_evaluate_on_arrays(data):

@@ -129,6 +129,8 @@ def digits(data) -> str:
     lines += ["", "| one BPTT epoch with `fit` | seconds |", "|---|---|"]
     lines += [f"| prestaged on the device ({loader['device']}) | {times['prestaged']:.3f} |"]
     lines += [f"| streamed from the host | {times['streamed']:.3f} |"]
+    if "prefetched" in times:
+        lines += [f"| streamed, 2 batches prefetched | {times['prefetched']:.3f} |"]
     return "\n".join(lines)
 
 

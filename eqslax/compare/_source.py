@@ -16,6 +16,7 @@ import numpy as np
 from .._finite import check_finite
 from ..data import AbstractLoader, Loaders
 from ..data._loader import batch_parts
+from ..data._prefetch import prefetch
 
 
 class ArraySource:
@@ -88,10 +89,16 @@ class LoaderSource:
         return xs[:size], ys[:size]
 
     def epoch(self, keys, epoch: int, size: int, count: int) -> Iterator:
+        """The seeds' batches stacked, prepared on a background thread when the training
+        loader prefetches (`prefetch` > 0)."""
         train = self.loaders.train
-        for batch in range(count):
-            pairs = [train.batch(jax.random.fold_in(k, epoch), batch) for k in keys]
-            yield jnp.stack([x for x, _ in pairs]), jnp.stack([y for _, y in pairs])
+
+        def stacked():
+            for batch in range(count):
+                pairs = [train.batch(jax.random.fold_in(k, epoch), batch) for k in keys]
+                yield jnp.stack([x for x, _ in pairs]), jnp.stack([y for _, y in pairs])
+
+        return prefetch(stacked(), train.prefetch)
 
     def test_chunks(self, chunk: int, check) -> Iterator:
         """The test loader's batches in stored order, each checked as it arrives."""

@@ -1,9 +1,10 @@
-"""Datasets: spiking random-manifold (Randman) tasks, event-stream binning, loaders and
-forecasting windows of a time series."""
+"""Datasets: spiking random-manifold (Randman) tasks, event-stream binning, loaders (with
+prefetching on a background thread) and forecasting windows of a time series."""
 
 from ._events import bin_events as bin_events
 from ._forecast import forecasting_windows as forecasting_windows
 from ._loader import (
+    PRESTAGE_LIMIT as PRESTAGE_LIMIT,
     AbstractLoader as AbstractLoader,
     ArrayLoader as ArrayLoader,
     Loaders as Loaders,
@@ -20,6 +21,7 @@ from ._nmnist import (
     read_nmnist_split as read_nmnist_split,
 )
 from ._padding import pad_sequences as pad_sequences
+from ._prefetch import prefetch as prefetch
 from ._randman import RandmanSplit as RandmanSplit, randman as randman
 from ._shd import (
     SHDBatches as SHDBatches,

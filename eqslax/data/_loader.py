@@ -9,6 +9,11 @@ NeuroBench harness then take it in place of arrays.
 A batch is `(xs, ys)`, or `(xs, ys, mask)` for padded variable-length sequences, `mask`
 `(batch, time)` booleans marking the real steps (see `pad_sequences`); `fit` and
 `evaluate` pass the mask on to the training step, the loss and the metrics.
+
+A loader whose `prefetch` is above 0 prepares its batches on a background thread, that
+many ahead of use, and moves them to the device there (`prefetch`): `ArrayLoader` does
+so when its arrays stay on the host, `SHDLoader` always. The batches, and so the
+trained model, are the same either way.
 """
 
 import abc
@@ -21,17 +26,25 @@ from jaxtyping import Array, PRNGKeyArray
 
 from .._mask import check_mask
 from .._preflight import check_int
+from ._prefetch import prefetch as prefetch_batches
+
+PRESTAGE_LIMIT = 2**30
+"""`ArrayLoader`'s default bound on the data it puts on the device: 1 GiB."""
 
 
 class AbstractLoader(abc.ABC):
-    """Batches of one split. Subclasses give `n_samples`, `batch_size` and `batch`.
+    r"""Batches of one split. Subclasses give `n_samples`, `batch_size` and `batch`.
 
     With `key=None` the order is the stored order (evaluation); otherwise it is a
-    permutation drawn from `key` (a fresh `key` per epoch reshuffles).
+    permutation drawn from `key` (a fresh `key` per epoch reshuffles). A subclass may set
+    `prefetch` to a queue depth $\ge 1$ to have `batches` prepared ahead on a background
+    thread (`eqslax.data.prefetch`); `batch` is then called from that thread, one batch at
+    a time and in order.
     """
 
     n_samples: int
     batch_size: int
+    prefetch: int = 0
 
     @abc.abstractmethod
     def batch(self, key: PRNGKeyArray | None, index: int, *, drop_last: bool = True):
@@ -56,9 +69,12 @@ class AbstractLoader(abc.ABC):
     def batches(
         self, key: PRNGKeyArray | None = None, start: int = 0, *, drop_last: bool = True
     ) -> Iterator:
-        """Batches `start, start + 1, ...` of the epoch ordered by `key`."""
-        for index in range(start, self.n_batches(drop_last)):
-            yield self.batch(key, index, drop_last=drop_last)
+        """Batches `start, start + 1, ...` of the epoch ordered by `key`, prepared
+        `prefetch` batches ahead on a background thread when `prefetch` > 0 (close the
+        iterator, or run it to its end, to stop the thread)."""
+        indices = range(start, self.n_batches(drop_last))
+        each = (self.batch(key, index, drop_last=drop_last) for index in indices)
+        return prefetch_batches(each, self.prefetch)
 
 
 class ArrayLoader(AbstractLoader):
@@ -66,14 +82,32 @@ class ArrayLoader(AbstractLoader):
 
     The order of an epoch is `jax.random.permutation(key, n_samples)`, the order `fit`
     uses for arrays, so training from an `ArrayLoader` and from the same arrays gives the
-    same model. The arrays are put on the default device once (`prestage=True`, the
-    default) and batches are gathered there; `prestage=False` keeps them on the host and
-    moves one batch at a time (for data sets that do not fit on the device). With a
-    `mask` (samples, time) of padded sequences (`pad_sequences`) the batches are
-    `(xs, ys, mask)`.
+    same model. With a `mask` (samples, time) of padded sequences (`pad_sequences`) the
+    batches are `(xs, ys, mask)`.
+
+    **Arguments:** `xs`, `ys`, `batch_size`, `mask`, and where the data live:
+
+    - `prestage`: `True` puts the arrays on the default device once and gathers every
+      batch there; `False` keeps them on the host and copies one batch at a time (for data
+      sets that do not fit on the device). The default, `None`, prestages when the arrays
+      take at most `prestage_limit` bytes (default `PRESTAGE_LIMIT`, 1 GiB), or when
+      `xs` is a JAX array already on a device.
+    - `prefetch`: for arrays on the host, how many batches a background thread gathers
+      and copies to the device ahead of use (default 2; 0 gathers each batch when it is
+      asked for). Prestaged arrays need no prefetching.
     """
 
-    def __init__(self, xs, ys, batch_size: int, *, mask=None, prestage: bool = True):
+    def __init__(
+        self,
+        xs,
+        ys,
+        batch_size: int,
+        *,
+        mask=None,
+        prestage: bool | None = None,
+        prestage_limit: int = PRESTAGE_LIMIT,
+        prefetch: int = 2,
+    ):
         if not (hasattr(xs, "shape") and hasattr(ys, "shape")) or np.ndim(xs) == 0:
             raise TypeError(
                 f"ArrayLoader: `xs` and `ys` must be arrays with a leading sample axis, got "
@@ -86,13 +120,26 @@ class ArrayLoader(AbstractLoader):
         check_int(batch_size, "batch_size", "ArrayLoader")
         if mask is not None:
             check_mask(mask, xs.shape[:2], "ArrayLoader")
+        if prestage is not None and not isinstance(prestage, bool):
+            raise TypeError(
+                f"ArrayLoader: `prestage` must be True, False or None, got {prestage!r}."
+            )
+        check_int(prestage_limit, "prestage_limit", "ArrayLoader", minimum=0)
+        check_int(prefetch, "prefetch", "ArrayLoader", minimum=0)
+        if prestage is None and isinstance(xs, jax.Array):
+            prestage = True  # already on a device: copying it back would only cost
+        if prestage is None:
+            size = sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in (xs, ys))
+            size += 0 if mask is None else int(np.prod(mask.shape))
+            prestage = size <= prestage_limit
+        self.prestaged, self.prefetch = prestage, 0 if prestage else prefetch
         convert = jnp.asarray if prestage else np.asarray
         self.xs, self.ys = convert(xs), convert(ys)
         self.mask = None if mask is None else convert(mask)
         self.n_samples, self.batch_size = int(xs.shape[0]), batch_size
         self._order = (None, None)
 
-    def order(self, key: PRNGKeyArray | None) -> Array | None:
+    def order(self, key: PRNGKeyArray | None) -> Array | np.ndarray | None:
         """The epoch's sample order (cached for the last key)."""
         if key is None:
             return None
@@ -101,6 +148,8 @@ class ArrayLoader(AbstractLoader):
             cached_key is None or not bool(jnp.array_equal(_data(cached_key), _data(key)))
         ):
             order = jax.random.permutation(key, self.n_samples)
+            if not self.prestaged:  # gathered on the host: one copy of the order per epoch
+                order = np.asarray(order)
             self._order = (key, order)
         return order
 
@@ -116,8 +165,6 @@ class ArrayLoader(AbstractLoader):
             picked = slice(start, stop)
         else:
             picked = order[start:stop]
-            if isinstance(self.xs, np.ndarray):
-                picked = np.asarray(picked)
         arrays = (self.xs, self.ys) if self.mask is None else (self.xs, self.ys, self.mask)
         return tuple(jnp.asarray(a[picked]) for a in arrays)
 

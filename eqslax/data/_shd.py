@@ -214,12 +214,19 @@ class SHDLoader(AbstractLoader):
         batch_size: int,
         *,
         mask: bool = False,
+        samples: Sequence[int] | np.ndarray | None = None,
+        prefetch: int = 2,
         **options,
     ):
         """**Arguments:** `path`, `n_steps`, `batch_size`, `mask` (yield each batch's
-        mask of real steps) and the keyword `options` of `load_shd` (`max_time`,
-        `binarize`, `bin_mode`, `dtype`)."""
+        mask of real steps), `samples` (the indices of the file's samples this loader
+        serves, in this order, e.g. to hold some out for validation; default all),
+        `prefetch` (how many batches a background thread reads,
+        bins and copies to the device ahead of use; default 2, 0 reads each batch when it
+        is asked for) and the keyword `options` of `load_shd` (`max_time`, `binarize`,
+        `bin_mode`, `dtype`)."""
         check_int(batch_size, "batch_size", "SHDLoader")
+        self.prefetch = check_int(prefetch, "prefetch", "SHDLoader", minimum=0)
         if not isinstance(mask, bool):
             raise TypeError(f"SHDLoader: `mask` must be True or False, got {mask!r}.")
         if "index" in options:
@@ -229,8 +236,16 @@ class SHDLoader(AbstractLoader):
         )
         with _open(_h5py(), path) as file:
             labels = np.asarray(file["labels"][()])
+        chosen = np.arange(len(labels)) if samples is None else np.asarray(samples, np.int64)
+        if chosen.ndim != 1 or (chosen.size and (chosen.min() < 0 or chosen.max() >= len(labels))):
+            raise ValueError(
+                f"SHDLoader: `samples` must be indices in 0..{len(labels) - 1} of {path!r}'s "
+                f"samples, got shape {chosen.shape} with values in "
+                f"{chosen.min() if chosen.size else None}..{chosen.max() if chosen.size else None}."
+            )
         self.path, self.n_steps, self.options, self.mask = path, n_steps, options, mask
-        self.n_samples, self.batch_size = len(labels), batch_size
+        self.samples = chosen
+        self.n_samples, self.batch_size = len(chosen), batch_size
         self.n_classes = int(labels.max()) + 1 if len(labels) else 0
         self.in_shape = (SHD_UNITS,)
         self._order = (None, None)
@@ -248,7 +263,7 @@ class SHDLoader(AbstractLoader):
                 permutation = np.asarray(jax.random.permutation(key, self.n_samples))
                 self._order = (key, permutation)
             order = permutation
-        chunk = order[index * self.batch_size : (index + 1) * self.batch_size]
+        chunk = self.samples[order[index * self.batch_size : (index + 1) * self.batch_size]]
         xs, ys, lengths = _load(self.path, self.n_steps, index=chunk, **self.options)
         if not self.mask:
             return jnp.asarray(xs), jnp.asarray(ys)
