@@ -1,7 +1,8 @@
 """The examples run and do what their docstrings say, at tiny sizes.
 
-Runtime: about 10 s of CPU time (one compare run of BPTT on 400 points), and about 15 s
-more for the digits when scikit-learn is installed (it ships them; skipped otherwise).
+Runtime: about 10 s of CPU time (one compare run of BPTT on 400 points), about 15 s
+more for the digits when scikit-learn is installed (it ships them; skipped otherwise), and
+about 30 s for the SHD experiment on tiny synthetic files (needs h5py).
 """
 
 import importlib.util
@@ -44,3 +45,28 @@ def test_digits_bptt_learns_the_latency_coded_digits(capsys):
     assert data["rules"]["bptt"]["test_accuracy"]["mean"] > 0.8
     assert set(data["loader"]["epoch_time_s"]) == {"prestaged", "streamed", "prefetched"}
     assert data["command"] == "python examples/digits.py --small --rules bptt"
+
+
+def test_shd_runs_the_otpe_setup_end_to_end_on_tiny_synthetic_files(tmp_path, capsys):
+    """`examples/shd.py` on random files in the SHD layout (24 training and 10 test
+    utterances, 6 bins, a 700-8-8-20 network, 3 updates): BPTT offline and OTPE deferred
+    through `eqslax.compare`, with validation accuracy and seconds per update; a folder
+    without the files is named with where to get them."""
+    pytest.importorskip("h5py")
+    example = _load("shd")
+    folder = str(tmp_path / "shd")
+    example.main(["--synthetic", folder, "--samples", "24,10", "--events", "40"])
+    argv = ["--data", folder, "--rules", "bptt,otpe", "--steps", "6", "--hidden", "8"]
+    data = example.main(argv + ["--layers", "2", "--iterations", "3", "--batch-size", "8"])
+    printed = capsys.readouterr().out
+    assert "| rule | test accuracy | paper |" in printed and "| otpe |" in printed
+    assert {n: r["driver"] for n, r in data["rules"].items()} == {
+        "bptt": "offline",
+        "otpe": "deferred",
+    }
+    for row in data["rules"].values():
+        assert row["updates"] == 3 and row["seconds_per_update"] > 0
+        assert 0 <= row["validation_accuracy_per_seed"][0] <= 1
+    assert data["command"].startswith("python examples/shd.py --data DIR --rules bptt,otpe")
+    with pytest.raises(FileNotFoundError, match=r"shd_train\.h5; .*zenkelab\.org/datasets"):
+        example.main(["--data", str(tmp_path / "elsewhere")])
