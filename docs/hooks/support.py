@@ -160,7 +160,7 @@ def markdown() -> str:
     names, table = support_matrix()
     lines = [
         "---",
-        "hide: [toc]",  # the table needs the page's whole width
+        "hide: [navigation, toc]",  # the table needs the page's whole width
         "---",
         "",
         "# Support matrix",
