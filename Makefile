@@ -11,7 +11,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,flax,nir,examples]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,flax,nir,examples,data]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -27,7 +27,7 @@ test: $(STAMP)
 # The documentation site (mkdocs-material + mkdocstrings): tutorials run, support matrix measured.
 DOCS_STAMP := $(VENV)/.installed-docs
 $(DOCS_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[dev,flax,nir,examples,docs]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,flax,nir,examples,data,docs]"
 	touch $(DOCS_STAMP)
 
 docs: $(DOCS_STAMP)

@@ -1,6 +1,14 @@
-"""Datasets: spiking random-manifold (Randman) tasks, event-stream binning, loaders (with
-prefetching on a background thread) and forecasting windows of a time series."""
+"""Datasets: spiking random-manifold (Randman) tasks, event files (SHD, SSC, N-MNIST, DVS
+Gesture), event-stream binning, loaders (with prefetching on a background thread) and
+forecasting windows of a time series."""
 
+from ._dvs_gesture import (
+    DVS_GESTURE_CLASSES as DVS_GESTURE_CLASSES,
+    DVS_GESTURE_SENSOR as DVS_GESTURE_SENSOR,
+    load_dvs_gesture as load_dvs_gesture,
+    read_aedat31 as read_aedat31,
+    read_dvs_gesture as read_dvs_gesture,
+)
 from ._events import bin_events as bin_events
 from ._forecast import forecasting_windows as forecasting_windows
 from ._loader import (
