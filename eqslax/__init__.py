@@ -12,6 +12,13 @@ from ._checkpoint import (
     save_checkpoint as save_checkpoint,
 )
 from ._connect import Connect as Connect, ConnectState as ConnectState
+from ._dcls import (
+    DCLSDelay as DCLSDelay,
+    anneal_delays as anneal_delays,
+    delay_sigma as delay_sigma,
+    round_delays as round_delays,
+)
+from ._delay import AbstractDelay as AbstractDelay, Delay as Delay, DelayState as DelayState
 from ._fit import evaluate as evaluate, fit as fit
 from ._flatten import Flatten as Flatten
 from ._hessian import hessian as hessian, hvp as hvp

@@ -539,7 +539,6 @@ def test_unsupported_layers_are_named():
     [
         nir.Threshold(threshold=np.ones(2)),
         nir.Scale(scale=np.ones(2)),
-        nir.Delay(delay=np.ones(2)),
         nir.CubaLI(tau_syn=np.ones(2), tau_mem=np.ones(2), r=np.ones(2), v_leak=np.zeros(2)),
     ],
     ids=lambda node: type(node).__name__,

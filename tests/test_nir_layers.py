@@ -1,15 +1,17 @@
-"""``eqslax.nir`` for convolutions, recurrent layers and ALIF.
+"""``eqslax.nir`` for convolutions, recurrent layers, delays and ALIF.
 
 - ``eqx.nn.Conv1d``/``Conv2d`` <-> NIR ``Conv1d``/``Conv2d`` (weight, bias, stride,
   padding, dilation, groups, input_shape), inside a Connect with Flatten.
 - ``Recurrent(neuron)`` <-> the sub-graph ``input -> neuron -> output`` with the cycle
   ``neuron -> recurrent (Linear) -> neuron``.
+- ``Delay`` <-> NIR ``Delay`` with tau = d * dt (a tau that is not a whole number of
+  steps is refused, naming the node); ``DCLSDelay`` (per-synapse delays) has no node.
 - ALIF has no NIR node: exporting it is refused, naming the layer.
 
 Every round trip (in memory and through a file) gives the same outputs on random inputs
 to 1e-12, in float64.
 
-Runtime: about 30 s of CPU time (35 tests).
+Runtime: about 35 s of CPU time (39 tests).
 """
 
 import equinox as eqx
@@ -245,3 +247,58 @@ def test_alif_has_no_nir_node(model, where):
         to_nir(model)
     message = str(error.value)
     assert where in message and "no NIR node" in message and "threshold" in message
+
+
+# ---------------------------------------------------------------- delays
+
+
+def _delay_model():
+    k = jax.random.split(jax.random.PRNGKey(3), 2)
+    linear = eqx.nn.Linear(4, 5, key=k[0])
+    linear = eqx.tree_at(lambda m: m.weight, linear, 3.0 * linear.weight)
+    layers = [
+        eqslax.Delay(4, [0, 2, 1, 3]),
+        linear,
+        eqslax.LIF(5, 0.8),
+        eqslax.Delay(5, 1),
+        eqx.nn.Linear(5, 3, key=k[1]),
+        eqslax.LI(3),
+    ]
+    return eqslax.Connect(layers)
+
+
+@pytest.mark.parametrize("via", ["memory", "file"])
+def test_delay_round_trip_reproduces_outputs(via, tmp_path):
+    model = _delay_model()
+    back = _round_trip(model, via, tmp_path)
+    _assert_same_outputs(model, back)
+    for k in (0, 3):
+        assert isinstance(back.layers[k], eqslax.Delay)
+        np.testing.assert_array_equal(back.layers[k].delays, model.layers[k].delays)
+
+
+def test_a_delay_node_counts_time_in_dt():
+    graph = to_nir(_delay_model(), dt=1e-3)
+    node = graph.nodes["layer0"]
+    assert isinstance(node, nir.Delay)
+    np.testing.assert_allclose(node.delay, [0.0, 2e-3, 1e-3, 3e-3])
+    back = from_nir(graph)
+    np.testing.assert_array_equal(back.layers[0].delays, [0, 2, 1, 3])
+    # a peer's node: Input -> Delay -> Output, delays given in seconds
+    peer = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type=np.array([3])),
+            "delay": nir.Delay(delay=np.array([0.0, 0.5, 1.5])),
+            "output": nir.Output(output_type=np.array([3])),
+        },
+        edges=[("input", "delay"), ("delay", "output")],
+    )
+    np.testing.assert_array_equal(from_nir(peer, dt=0.5).layers[0].delays, [0, 1, 3])
+    with pytest.raises(ValueError, match=r"'delay'.*Delay.*not whole multiples of dt = 0.4"):
+        from_nir(peer, dt=0.4)
+
+
+def test_learnable_delays_have_no_nir_node():
+    model = eqslax.Connect([eqslax.DCLSDelay(3, 2, 4, key=KEY), eqslax.LI(2)])
+    with pytest.raises(TypeError, match=r"layers\[0\] \(DCLSDelay\) has one delay per synapse"):
+        to_nir(model)

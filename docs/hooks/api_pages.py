@@ -15,7 +15,14 @@ PAGES = {
     "networks": (
         "Networks and simulation",
         "Graphs of layers, running them over time, and ready-made networks.",
-        ("eqslax._connect", "eqslax._simulate", "eqslax._zoo", "eqslax._flatten"),
+        (
+            "eqslax._connect",
+            "eqslax._simulate",
+            "eqslax._zoo",
+            "eqslax._flatten",
+            "eqslax._delay",
+            "eqslax._dcls",
+        ),
         None,
     ),
     "neurons": (

@@ -15,6 +15,7 @@ field, fails the build naming the page and the file.
 | `gradient_similarity_approximate` | the same with `approximate` |
 | `mackey_glass` | `python examples/mackey_glass.py --json PATH` |
 | `digits` | `python examples/digits.py --json PATH` |
+| `learnable_delays` | `python examples/learnable_delays.py --json PATH` |
 | `compare_*` | `python -m eqslax compare ... --out DIR` (`DIR/results.json`) |
 | `train` | every `train_*.json`: `python -m eqslax train ... --out DIR` (`DIR/summary.json`) |
 """
@@ -204,6 +205,22 @@ def train(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def learnable_delays(data) -> str:
+    lines = [_command(data), ""]
+    lines += [
+        f"{data['seeds']} seeds, {data['epochs']} epochs; chance is {data['chance']:.2f}.",
+        "",
+    ]
+    lines += ["| delays | test accuracy (mean ± std) | per seed | time / run (s) |"]
+    lines += ["|---|---|---|---|"]
+    for name, row in data["variants"].items():
+        acc = row["test_accuracy"]
+        spread = "" if acc["std"] is None else f" ± {acc['std']:.3f}"
+        seeds = ", ".join(f"{v:.3f}" for v in acc["per_seed"])
+        lines.append(f"| {name} | {acc['mean']:.3f}{spread} | {seeds} | {row['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
 RENDERERS = {
     "bptt_speed": bptt_speed,
     "memory": memory,
@@ -212,6 +229,7 @@ RENDERERS = {
     "gradient_similarity_approximate": gradient_similarity_approximate,
     "mackey_glass": mackey_glass,
     "digits": digits,
+    "learnable_delays": learnable_delays,
 }
 
 

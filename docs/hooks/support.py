@@ -71,6 +71,14 @@ def models(key):
             key=k4,
         ),
     )
+    readout = [eqx.nn.Linear(4, 2, key=k2), eqslax.LI(2)]
+    delay = eqslax.Delay(3, [0, 1, 2])
+    rows["Delay + Linear + LIF"] = (
+        "delay",
+        eqslax.Connect([delay, eqx.nn.Linear(3, 4, key=k3), eqslax.LIF(4), *readout]),
+    )
+    learnable = eqslax.DCLSDelay(3, 4, 2, key=k4)
+    rows["DCLSDelay + LIF"] = ("delay", eqslax.Connect([learnable, eqslax.LIF(4), *readout]))
     conv = eqx.nn.Conv1d(1, 2, kernel_size=2, key=k3)
     rows["Conv1d + LIF"] = (
         "conv",

@@ -8,6 +8,7 @@ import jax.tree_util as jtu
 from jaxtyping import Array, Float, PyTree
 
 from .._connect import Connect
+from .._delay import AbstractDelay
 from .._flatten import Flatten
 from .._neurons import (
     LI,
@@ -189,6 +190,14 @@ class Layers(eqx.Module):
                 f"paths cross layers. Use eqslax.Recurrent(neuron) for a self-edge, or RTRL "
                 f"for exact gradients on this graph."
             )
+        for position, layer in enumerate(model.layers):
+            if isinstance(layer, AbstractDelay):
+                raise ValueError(
+                    f"{owner}: layer {position} ({type(layer).__name__}) delays its input by "
+                    f"up to {layer.window - 1} steps: the learning signal of the layers below "
+                    f"it at step t arrives at step t + d, which a layer-local online rule does "
+                    f"not have. Use BPTT or RTRL (exact), SnAp or UORO."
+                )
         count = len(model.layers)
         self.readout = None
         affine = (eqx.nn.Linear, *CONVS)

@@ -1,7 +1,9 @@
-"""Datasets: spiking random-manifold (Randman) tasks, event files (SHD, SSC, N-MNIST, DVS
-Gesture), event-stream binning, loaders (with prefetching on a background thread) and
-forecasting windows of a time series."""
+"""Datasets: spiking random-manifold (Randman) tasks (and Delay-Randman, whose classes
+differ only in relative delays), event files (SHD, SSC, N-MNIST, DVS Gesture),
+event-stream binning, loaders (with prefetching on a background thread) and forecasting
+windows of a time series."""
 
+from ._delay_randman import delay_randman as delay_randman
 from ._dvs_gesture import (
     DVS_GESTURE_CLASSES as DVS_GESTURE_CLASSES,
     DVS_GESTURE_SENSOR as DVS_GESTURE_SENSOR,

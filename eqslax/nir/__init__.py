@@ -20,6 +20,8 @@ or `"same"`, dilation, groups, the input's spatial shape). `Recurrent(neuron)` i
 recurrent sub-graph above, `neuron -> recurrent -> neuron` with $W_{rec}$ in the `Linear`
 node `recurrent`; its metadata `eqslax.layer = "Recurrent"` brings the layer back on
 import, and a peer's sub-graph without it reads as a `cat` self-edge, the same model.
+`Delay` is NIR's `Delay` with $\tau_i = d_i\,\Delta t$, read back as $\tau_i/\Delta t$
+steps, which must be whole; `DCLSDelay` (one delay per synapse) has no node.
 
 **No NIR node.** `ALIF` (and `Izhikevich`, `LTC`, ...) raise `TypeError` naming the
 layer. NIR's spiking neurons (`IF`, `LIF`, `CubaLIF`) fire at a fixed threshold;

@@ -10,6 +10,8 @@ import numpy as np
 
 from .._checkpoint import atomic_write
 from .._connect import Connect
+from .._dcls import DCLSDelay
+from .._delay import Delay
 from .._flatten import Flatten
 from .._neurons import ALIF, IF, LI, LIF, AbstractNeuron, CuBaLIF, Recurrent
 from ._conv import CONV_LAYERS, conv_node
@@ -17,7 +19,7 @@ from ._conventions import resistance, time_constant
 from ._recurrent import recurrent_graph
 
 SUPPORTED_LAYERS = (
-    "eqx.nn.Linear, eqx.nn.Conv1d, eqx.nn.Conv2d, Flatten, IF, LIF, LI, CuBaLIF, "
+    "eqx.nn.Linear, eqx.nn.Conv1d, eqx.nn.Conv2d, Flatten, Delay, IF, LIF, LI, CuBaLIF, "
     "Recurrent(IF/LIF/LI/CuBaLIF) and nested Connect"
 )
 NEURONS = (IF, LIF, LI, CuBaLIF)
@@ -139,6 +141,14 @@ def _layer_node(layer, dt: float, where: str, in_shape=None) -> nir.NIRNode:
         raise _no_alif(where)
     if isinstance(layer, Flatten):
         return nir.Flatten({"input": np.array(layer.in_shape)}, start_dim=0, end_dim=-1)
+    if isinstance(layer, Delay):
+        return nir.Delay(delay=np.asarray(layer.delays, dtype=np.float64) * dt)
+    if isinstance(layer, DCLSDelay):
+        raise TypeError(
+            f"to_nir: {where} (DCLSDelay) has one delay per synapse, and NIR's Delay node "
+            f"delays each channel by one amount; eqslax does not write the graph of one Delay "
+            f"and Linear per distinct delay that it would take."
+        )
     raise TypeError(
         f"to_nir: {where} ({type(layer).__name__}) has no NIR node; eqslax exports "
         f"{SUPPORTED_LAYERS}."
@@ -182,7 +192,9 @@ def to_nir(
     `eqslax.use_bias = False`). `Recurrent(neuron)` (of an `IF`, `LIF`, `LI` or `CuBaLIF`
     of one axis) is a sub-graph `input -> neuron -> output` with the cycle
     `neuron -> recurrent -> neuron`, $W_{rec}$ the `Linear` node `recurrent`, marked
-    `eqslax.layer = "Recurrent"`. `ALIF` has no NIR node (NIR's neurons have a fixed
+    `eqslax.layer = "Recurrent"`. `Delay` is NIR's `Delay` node with
+    $\tau_i = d_i \Delta t$ (`DCLSDelay`, one delay per synapse, has no node and raises
+    `TypeError`). `ALIF` has no NIR node (NIR's neurons have a fixed
     threshold) and raises `TypeError` naming the layer.
 
     Neurons (forward Euler with step `dt`, see `eqslax.nir`):
@@ -204,7 +216,7 @@ def to_nir(
     **Arguments:**
 
     - `model`: a `Connect` or one supported layer
-      (`eqx.nn.Linear`, `IF`, `LIF`, `LI`, `CuBaLIF`, `Recurrent`); a convolution only
+      (`eqx.nn.Linear`, `IF`, `LIF`, `LI`, `CuBaLIF`, `Recurrent`, `Delay`); a convolution only
       inside a `Connect`, which knows its input shape.
     - `dt`: the time step one eqslax step stands for (default `1e-4`, as Slax and
       snnTorch).
@@ -221,7 +233,7 @@ def to_nir(
                 f"input, which NIR's convolutions record; export "
                 f"Connect([conv, ...], in_shape=(channels, *spatial))."
             )
-        if not isinstance(model, (eqx.nn.Linear, *NEURONS, Recurrent)):
+        if not isinstance(model, (eqx.nn.Linear, *NEURONS, Recurrent, Delay)):
             raise TypeError(
                 f"to_nir: `model` ({type(model).__name__}) has no NIR node; eqslax exports "
                 f"{SUPPORTED_LAYERS}."

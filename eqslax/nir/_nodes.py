@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import nir
 import numpy as np
 
+from .._delay import Delay
 from .._flatten import Flatten
 from .._neurons import IF, LI, LIF, CuBaLIF, Recurrent
 from .._neurons._base import RESET_MODES
@@ -23,7 +24,8 @@ from ._export import RESET_DECAY_KEY, RESET_KEY
 from ._recurrent import is_recurrent_graph, recurrent_parts
 
 SUPPORTED_NODES = (
-    "Affine, Linear, Conv1d, Conv2d, Flatten, IF, LIF, LI, CubaLIF, Input, Output and NIRGraph"
+    "Affine, Linear, Conv1d, Conv2d, Flatten, Delay, IF, LIF, LI, CubaLIF, Input, Output and "
+    "NIRGraph"
 )
 
 
@@ -192,6 +194,26 @@ def _flatten(node, where: str, in_shape) -> Layer:
     return Layer(Flatten(shape), (int(np.prod(shape)),))
 
 
+def _delay(node, options: Options, where: str, in_shape) -> Layer:
+    """NIR's `Delay`, $y(t) = x(t - \\tau)$, as `Delay` by $\\tau / \\Delta t$ steps, which
+    must be whole (to a relative 1e-6) and non-negative."""
+    tau = np.asarray(node.delay, dtype=np.float64)
+    steps = tau / options.dt
+    whole = np.round(steps)
+    off = np.abs(steps - whole) > 1e-6 * np.maximum(1.0, np.abs(whole))
+    if not np.all(np.isfinite(steps)) or np.any(off):
+        raise ValueError(
+            f"from_nir: {where} (Delay) delays by {tau.tolist()}, not whole multiples of "
+            f"dt = {options.dt}; eqslax's Delay counts whole steps. Pass the dt the graph "
+            f"was written with."
+        )
+    if np.any(whole < 0):
+        raise ValueError(f"from_nir: {where} (Delay) has a negative delay {tau.tolist()}.")
+    shape = tuple(in_shape) if in_shape is not None else strip_batch_axes(tau.shape or (1,))
+    delays = whole.astype(np.int64).reshape(shape) if whole.size > 1 else int(whole.max())
+    return Layer(Delay(shape, delays), shape)
+
+
 def _recurrent(graph, options: Options, where: str, in_shape) -> Layer:
     """A sub-graph `to_nir` wrote for `Recurrent(neuron)`."""
     node, weight = recurrent_parts(graph, where)
@@ -223,6 +245,8 @@ def node_to_layer(node, options: Options, where: str, in_shape) -> Layer:
         return _neuron(node, options, where, in_shape)
     if isinstance(node, nir.Flatten):
         return _flatten(node, where, in_shape)
+    if isinstance(node, nir.Delay):
+        return _delay(node, options, where, in_shape)
     raise TypeError(
         f"from_nir: {where} has type {type(node).__name__}, which eqslax cannot import; "
         f"supported nodes: {SUPPORTED_NODES}."
