@@ -60,6 +60,11 @@ MODELS = {
     # Linear -> LIF -> Linear -> LI, the readout every rule here accepts (e-prop needs it).
     "medium": (32, 256, 10),
     "small": (8, 16, 4),  # RTRL's influence matrix is (state x parameters) per sample
+    # The medium network with its LIF layer made recurrent: eqslax.Recurrent(LIF(256)).
+    "recurrent": (32, 256, 10),
+    # (input channels, positions, channels, kernel, output): Conv1d(2, 8, 5, padding 2) on
+    # 32 positions -> LIF (8, 32), 256 units -> Flatten -> Linear(256, 10) -> LI.
+    "conv": (2, 32, 8, 5, 10),
 }
 RESULT_PREFIX = "RESULT "
 
@@ -91,6 +96,9 @@ RULES: dict[str, RuleEntry] = {
     "otpe": RuleEntry("OTPE", {}),
     "approx_otpe": RuleEntry("ApproxOTPE", {}),
     "eprop": RuleEntry("EProp", {}),
+    "ostl_recurrent": RuleEntry("OSTL", {}, model="recurrent"),
+    "ottt_conv": RuleEntry("OTTT", {}, model="conv"),
+    "ostl_conv": RuleEntry("OSTL", {}, model="conv"),
 }
 
 
@@ -103,14 +111,35 @@ def peak_rss_bytes() -> int:
 # --- child: one measurement -----------------------------------------------------------
 
 
+def build_model(name: str, key) -> tuple[eqslax.Connect, tuple[int, ...]]:
+    """The network `MODELS[name]` describes and the shape of one input step."""
+    sizes = MODELS[name]
+    if name == "conv":
+        channels_in, positions, channels, kernel, n_out = sizes
+        keys = jax.random.split(key, 2)
+        conv = eqx.nn.Conv1d(channels_in, channels, kernel, padding=kernel // 2, key=keys[0])
+        conv = eqx.tree_at(lambda m: m.weight, conv, conv.weight * 3.0)
+        hidden = channels * positions
+        readout = eqx.nn.Linear(hidden, n_out, key=keys[1])
+        readout = eqx.tree_at(lambda m: m.weight, readout, readout.weight * 3.0)
+        layers = [conv, eqslax.LIF((channels, positions)), eqslax.Flatten((channels, positions))]
+        return eqslax.Connect([*layers, readout, eqslax.LI(n_out)]), (channels_in, positions)
+    keys = jax.random.split(key, 2)
+    model = eqslax.feedforward(sizes, key=keys[0], readout="li")
+    if name == "recurrent":
+        layers = list(model.layers)
+        layers[1] = eqslax.Recurrent(layers[1], key=keys[1])
+        model = eqslax.Connect(layers)
+    return model, (sizes[0],)
+
+
 def _problem(entry: RuleEntry, length: int, batch: int, seed: int):
     """The model and a batch of Bernoulli input spikes with random labels."""
-    sizes = MODELS[entry.model]
     model_key, input_key, label_key = jax.random.split(jax.random.key(seed), 3)
-    model = eqslax.feedforward(sizes, key=model_key, readout="li")
-    dtype = model.layers[0].weight.dtype
-    xs = jax.random.bernoulli(input_key, 0.2, (batch, length, sizes[0])).astype(dtype)
-    ys = jax.random.randint(label_key, (batch,), 0, sizes[-1])
+    model, shape = build_model(entry.model, model_key)
+    dtype = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))[0].dtype
+    xs = jax.random.bernoulli(input_key, 0.2, (batch, length, *shape)).astype(dtype)
+    ys = jax.random.randint(label_key, (batch,), 0, MODELS[entry.model][-1])
     return model, jax.block_until_ready(xs), jax.block_until_ready(ys)
 
 
@@ -174,7 +203,7 @@ def child(rule_name: str, length: int, batch: int, repeats: int, seed: int) -> d
         "grad": lambda: rule.grad(model, loss, xs, ys),
         "forward": lambda: forward(model, xs),
     }
-    if rule_name in FLOORS:
+    if rule_name in FLOORS and entry.model == "medium":
         calls["floor"] = _floor(rule_name, rule, model, loss, xs, ys, result)
     timings = time_interleaved(calls, repeats)
     if "floor" in timings:

@@ -15,7 +15,6 @@ from ._rules._online import (
     AbstractOnlineRule,
     batch_step,
     check_per_step,
-    keep_real,
     sequence_loss_value,
 )
 from ._simulate import check_model
@@ -58,11 +57,11 @@ def _online_step(step: OnlineStep, model, state: TrainState, xs, ys, mask):
     def body(carry, t):
         params, opt_state, model_states, traces, bad = carry
         current = eqx.combine(params, static)
-        model_states, traces, grads, y, value = batch_step(
-            rule, current, loss, model_states, traces, xs, ys, t
-        )
         real = None if mask is None else mask[:, t]
-        grads = jtu.tree_map(lambda g: jnp.mean(g, axis=0), keep_real(grads, real))
+        model_states, traces, grads, y, value = batch_step(
+            rule, current, loss, model_states, traces, xs, ys, t, real
+        )
+        grads = jtu.tree_map(lambda g: g / xs.shape[0], grads)
         updates, new_opt_state = step.optimizer.update(grads, opt_state, params)
         new_params = eqx.apply_updates(params, updates)
         if mask is None:

@@ -129,3 +129,46 @@ def test_one_step_rule_is_truncated_bptt_with_window_one():
         OneStep().grad(recurrent, LOSS, xs, ys),
         eqslax.TruncatedBPTT(1).grad(recurrent, LOSS, xs, ys),
     )
+
+
+class DenseOneStep(layerwise.AbstractLayerwiseRule):
+    """`OneStep` with its weight gradients written out per sample (no factors)."""
+
+    traces_type: ClassVar[type] = OneStepTraces
+
+    def init_layer(self, layers, index, state, dtype):
+        return None
+
+    def advance(self, layers, index, trace, step):
+        return None, step
+
+    def gradient(self, layers, index, estimate, step, signal):
+        grads = OneStep().gradient(layers, index, estimate, step, signal)
+        is_outer = lambda g: isinstance(g, layerwise.Outer)  # noqa: E731
+        return jax.tree_util.tree_map(
+            lambda g: g.dense() if is_outer(g) else g, grads, is_leaf=is_outer
+        )
+
+
+def test_outer_is_the_sum_of_its_products():
+    r"""$\sum_s p_s \otimes a_s$ over the shared leading axes (here batch and position),
+    for vector factors and for a row per unit; one term is the outer product itself."""
+    k = jax.random.split(jax.random.key(5), 3)
+    post = jax.random.normal(k[0], (3, 2, 4))
+    pre = jax.random.normal(k[1], (3, 2, 5))
+    rows = jax.random.normal(k[2], (3, 2, 4, 5))
+    vectors = layerwise.Outer(post, pre, (4, 5)).dense()
+    assert jnp.allclose(vectors, jnp.einsum("bpi,bpj->ij", post, pre), rtol=1e-12)
+    by_rows = layerwise.Outer(post, rows, (20,)).dense()
+    assert jnp.allclose(by_rows, jnp.einsum("bpi,bpij->ij", post, rows).reshape(20), rtol=1e-12)
+    one = layerwise.Outer(post[0, 0], pre[0, 0], (4, 5)).dense()
+    assert jnp.array_equal(one, jnp.outer(post[0, 0], pre[0, 0]))
+
+
+def test_dense_and_factored_weight_gradients_agree():
+    model, xs, ys = problem(jax.random.key(6), sizes=(5, 4, 3), decay=0.7, train_decay=True)
+    dense, factored = DenseOneStep(), OneStep()
+    assert_tree_allclose(dense.grad(model, LOSS, xs, ys), factored.grad(model, LOSS, xs, ys))
+    steps = [eqslax.train_online(model, r, LOSS, optax.sgd(0.1)) for r in (dense, factored)]
+    trained = [step(model, step.init(model), xs, ys)[0] for step in steps]
+    assert_tree_allclose(trained[0], trained[1])

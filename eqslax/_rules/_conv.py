@@ -27,6 +27,7 @@ from jaxtyping import Array
 from .._parameters import trainable
 from ._layers import Layer, Layers, rebuild
 from ._layerwise import LayerGrads, LayerStep, neuron_params
+from ._outer import Outer, is_outer
 
 
 def unfold(conv, x: Array) -> Array:
@@ -126,10 +127,17 @@ class Positions:
         return jax.vmap(lambda dynamic, *a: hook(self.view(dynamic), *a))(self.dynamic, *args)
 
     def grads(self, stacked: LayerGrads) -> LayerGrads:
-        """Per-position gradients summed over positions, in the layer's own shapes."""
+        """Per-position gradients summed over positions, in the layer's own shapes. The
+        weight stays factored ([`eqslax.layerwise.Outer`][] with the positions as a summed
+        axis): over positions (and samples) it is one product, the convolution's weight
+        gradient."""
         conv = self.layer.affine
         affine = trainable(conv)
-        weight = jnp.sum(stacked.affine.weight, axis=0).reshape(conv.weight.shape)
+        weight = stacked.affine.weight
+        if is_outer(weight):
+            weight = Outer(weight.post, weight.pre, tuple(conv.weight.shape))
+        else:
+            weight = jnp.sum(weight, axis=0).reshape(conv.weight.shape)
         affine = eqx.tree_at(lambda m: m.weight, affine, weight)
         if conv.bias is not None:
             bias = jnp.sum(stacked.affine.bias, axis=0).reshape(conv.bias.shape)

@@ -27,6 +27,7 @@ from jaxtyping import Array, Float, PyTree
 from .._neurons import AbstractNeuron
 from .._parameters import trainable, trainable_mask
 from ._layers import Layer
+from ._outer import Outer
 
 
 class Local(eqx.Module):
@@ -152,11 +153,13 @@ class LayerStep(eqx.Module):
 class LayerGrads(eqx.Module):
     """One layer's gradients: `affine` shaped like `trainable(layer.affine)`, `neuron`
     like `trainable(layer.neuron)` and `recurrent` like $W_{rec}$ (`None` for a
-    feed-forward layer). `Layers.write` puts them in the model's tree."""
+    feed-forward layer). `Layers.write` puts them in the model's tree. A weight (of
+    `affine` or `recurrent`) may be an [`eqslax.layerwise.Outer`][], its factors, which
+    the batched step contracts over the batch in one product; a dense array works too."""
 
     affine: PyTree
     neuron: PyTree
-    recurrent: Array | None
+    recurrent: Array | Outer | None
 
 
 def factored_gradient(
@@ -171,8 +174,13 @@ def factored_gradient(
     $p \otimes \text{pre}$ (`pre` is `(n_in,)` or `(n, n_in)`), bias $p \odot$ `bias`
     (a trace; `None` for the untraced $p$), recurrent weight $p \otimes$ `recurrent`
     (`(n,)` or `(n, n)`, only for a recurrent layer) and neuron parameters from their
-    per-unit `(n,)` terms, summed to each parameter's shape."""
-    affine = eqx.tree_at(lambda m: m.weight, trainable(layer.affine), post[:, None] * pre)
+    per-unit `(n,)` terms, summed to each parameter's shape.
+
+    The weights come back as [`eqslax.layerwise.Outer`][] factors: the step of a batch
+    sums $p_b \otimes \text{pre}_b$ over its samples as one matrix product (for vector
+    traces) instead of forming each sample's product."""
+    weight = Outer(post, pre, tuple(layer.affine.weight.shape))
+    affine = eqx.tree_at(lambda m: m.weight, trainable(layer.affine), weight)
     if layer.affine.bias is not None:
         affine = eqx.tree_at(lambda m: m.bias, affine, post if bias is None else post * bias)
     leaves, treedef, _ = neuron_params(layer.neuron)
@@ -181,7 +189,7 @@ def factored_gradient(
     )
     recurrent_grad = None
     if layer.recurrent is not None:
-        recurrent_grad = post[:, None] * recurrent
+        recurrent_grad = Outer(post, recurrent, tuple(layer.recurrent.shape))
     return LayerGrads(affine=affine, neuron=neuron, recurrent=recurrent_grad)
 
 

@@ -11,6 +11,7 @@ from ._conv import Positions
 from ._layers import Layers, zeros_like_grads
 from ._layerwise import LayerGrads, LayerStep, float_dtype, neuron_step, passback
 from ._online import AbstractOnlineRule
+from ._outer import dense
 
 
 def forward(layers: Layers, state, x: Array):
@@ -148,6 +149,10 @@ class AbstractLayerwiseRule(AbstractOnlineRule):
         return trace, positions.grads(grads), below
 
     def step(self, model, state, traces, x, label, loss):
+        state, traces, grads, y, value = self.factored_step(model, state, traces, x, label, loss)
+        return state, traces, dense(grads), y, value
+
+    def factored_step(self, model, state, traces, x, label, loss):
         layers = self.view(model)
         state, y, steps, factor = forward(layers, state, x)
         value, signal = jax.value_and_grad(lambda y: loss.step(y, label))(y)

@@ -28,6 +28,7 @@ from .._mask import time_mean
 from .._neurons import AbstractNeuron
 from .._simulate import initial_state
 from ._base import AbstractLearningRule, Aux
+from ._outer import batch_sum
 
 
 def check_per_step(loss: AbstractLoss, owner: str) -> None:
@@ -44,8 +45,10 @@ class AbstractOnlineRule(AbstractLearningRule):
 
     `sum_batch_each_step`: how the deferred gradient is accumulated. `False` keeps one
     running sum per sample (vmap over samples of a scan over time); `True` scans over
-    time and adds the batch sum of the step gradients to a single accumulator, which is
-    faster for rules with small traces (OTTT, ApproxOTPE). The result is the same.
+    time and adds the batch sum of the step gradients to a single accumulator. A rule
+    whose `factored_step` keeps weight gradients as [`eqslax.layerwise.Outer`][]
+    factors then contracts them over the batch in one product per step. The result is
+    the same.
     """
 
     sum_batch_each_step: ClassVar[bool] = False
@@ -69,6 +72,12 @@ class AbstractOnlineRule(AbstractLearningRule):
         `grads` is the rule's estimate of $\\nabla_\\theta \\ell(y_t, c)$, shaped
         like `eqslax.trainable(model)`.
         """
+
+    def factored_step(self, model, state, traces, x, label, loss):
+        """`step`, except that a weight gradient may stay an [`eqslax.layerwise.Outer`][]
+        (its factors) for the batched step to contract over the batch. Defaults to
+        `step`."""
+        return self.step(model, state, traces, x, label, loss)
 
     def initial(self, model: AbstractNeuron, x0: Array) -> PyTree:
         """The model state of one sample before its first step."""
@@ -117,14 +126,11 @@ class AbstractOnlineRule(AbstractLearningRule):
 
         def body(carry, t):
             states, traces, total = carry
+            real = None if mask is None else mask[:, t]
             states, traces, grads, y, value = batch_step(
-                self, model, loss, states, traces, xs, ys, t
+                self, model, loss, states, traces, xs, ys, t, real, scale
             )
-            if mask is not None:
-                grads = keep_real(grads, mask[:, t])
-                grads = jtu.tree_map(lambda g: _per_sample(scale, g) * g, grads)
-            total = jtu.tree_map(lambda a, g: a + jnp.sum(g, axis=0), total, grads)
-            return (states, traces, total), (y, value)
+            return (states, traces, jtu.tree_map(jnp.add, total, grads)), (y, value)
 
         zero = jtu.tree_map(jnp.zeros_like, _trainable(model))
         steps = jnp.arange(xs.shape[1])
@@ -173,15 +179,20 @@ def _per_sample(values, like):
     return values.reshape(values.shape + (1,) * (jnp.ndim(like) - values.ndim))
 
 
-def batch_step(rule, model, loss, states, traces, xs, ys, t):
-    """Step $t$ of a batch: reads `xs[:, t]` in place (no time-major copy of the
-    batch-major input) and each sample's `loss.target_at(target, t)`, then runs
-    `rule.step` on every sample. Returns per-sample `(states, traces, grads, y, loss)`."""
+def batch_step(rule, model, loss, states, traces, xs, ys, t, real=None, weights=None):
+    r"""Step $t$ of a batch: reads `xs[:, t]` in place (no time-major copy of the
+    batch-major input) and each sample's `loss.target_at(target, t)`, runs
+    `rule.factored_step` on every sample and sums the step gradients over the batch,
+    $\sum_b w_b\, g_b$ (`weights` `(batch,)`, ones when `None`), leaving out the samples
+    that are padded at this step (`real` `(batch,)`, all real when `None`). Returns
+    `(states, traces, grads, y, loss)`: `grads` is that sum, the rest is per sample."""
     x = jax.lax.dynamic_index_in_dim(xs, t, 1, keepdims=False)
     targets = jax.vmap(lambda c: loss.target_at(c, t))(ys)
-    return jax.vmap(lambda s, tr, x, c: rule.step(model, s, tr, x, c, loss))(
-        states, traces, x, targets
-    )
+    states, traces, grads, y, value = jax.vmap(
+        lambda s, tr, x, c: rule.factored_step(model, s, tr, x, c, loss)
+    )(states, traces, x, targets)
+    grads = batch_sum(keep_real(grads, real), weights)
+    return states, traces, grads, y, value
 
 
 def _trainable(model):

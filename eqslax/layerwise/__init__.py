@@ -14,6 +14,8 @@ built from the pieces below:
 - [`eqslax.layerwise.factored_gradient`][], [`eqslax.layerwise.LayerGrads`][],
   [`eqslax.layerwise.passback`][]: a layer's gradient from a postsynaptic factor and
   presynaptic traces, and the spatial signal $W^\top(g \odot \partial y/\partial I)$.
+  Weight gradients stay factored ([`eqslax.layerwise.Outer`][]) until the batched step
+  sums them over the batch, in one matrix product per weight for vector traces.
 - OSTL's exact per-layer eligibility ([`eqslax.layerwise.init_eligibility`][],
   [`eqslax.layerwise.advance_eligibility`][], [`eqslax.layerwise.sensitivity_gradient`][])
   and OTTT's presynaptic traces ([`eqslax.layerwise.init_presynaptic`][],
@@ -45,3 +47,4 @@ from .._rules._ottt import (
     advance_presynaptic as advance_presynaptic,
     init_presynaptic as init_presynaptic,
 )
+from .._rules._outer import Outer as Outer
