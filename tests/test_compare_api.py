@@ -314,6 +314,47 @@ def test_compare_from_loaders_equals_compare_from_arrays(data, vmap_seeds):
     assert len(set(map(str, (s.history["train_loss"] for s in loaders.runs["ottt"].seeds)))) == 2
 
 
+def padded_loaders(data, extra: int, batch_size: int = BATCH):
+    """`ArrayLoader`s of the samples padded with `extra` silent steps, and their masks."""
+
+    def pad(xs):
+        xs = np.asarray(xs)
+        zeros = np.zeros((xs.shape[0], extra, *xs.shape[2:]), xs.dtype)
+        mask = np.arange(xs.shape[1] + extra) < xs.shape[1]
+        return np.concatenate([xs, zeros], axis=1), np.broadcast_to(mask, (xs.shape[0], mask.size))
+
+    (train_x, train_mask), (test_x, test_mask) = pad(data.train_x), pad(data.test_x)
+    ArrayLoader = eqslax.data.ArrayLoader
+    return eqslax.data.Loaders(
+        ArrayLoader(train_x, data.train_y, batch_size, mask=train_mask.copy()),
+        ArrayLoader(test_x, data.test_y, 4, mask=test_mask.copy()),
+    )
+
+
+@pytest.mark.parametrize("vmap_seeds", [True, False])
+def test_compare_honours_the_masks_of_padded_loaders(data, vmap_seeds):
+    """Samples padded with 4 silent steps and masked train (BPTT offline, OSTL and OTTT
+    at every step) and are scored as the unpadded samples: padded steps give no loss, no
+    update and no metric."""
+    rules, options = ["bptt", "ostl", "ottt"], {"epochs": 2, "vmap_seeds": vmap_seeds}
+    plain = run(feedforward, rules, loaders_of(data, batch_size=BATCH), **options)
+    masked = run(feedforward, rules, padded_loaders(data, 4), **options)
+    for name in rules:
+        for x, y in zip(plain.runs[name].seeds, masked.runs[name].seeds):
+            assert_tree_allclose(params(y.model), params(x.model), rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(y.history["train_loss"], x.history["train_loss"], rtol=1e-10)
+            assert y.history["test_accuracy"] == x.history["test_accuracy"]
+            assert y.history["train_accuracy"] == x.history["train_accuracy"]
+            np.testing.assert_allclose(y.history["test_loss"], x.history["test_loss"], rtol=1e-10)
+    unmasked = padded_loaders(data, 4)
+    unmasked.train.mask = None  # the same padded steps, counted as real
+    other = run(feedforward, ["bptt"], unmasked, **options)
+    assert (
+        other.runs["bptt"].seeds[0].history["train_loss"]
+        != (masked.runs["bptt"].seeds[0].history["train_loss"])
+    )
+
+
 def test_compare_takes_the_loader_batch_size_and_refuses_what_it_cannot_do(data, tmp_path):
     loaders = loaders_of(data, batch_size=4)
     result = eqslax.compare(
@@ -342,11 +383,6 @@ def test_compare_takes_the_loader_batch_size_and_refuses_what_it_cannot_do(data,
             tune_lr_grid=(1.0, 2.0),
             progress=False,
         )
-    masked = eqslax.data.ArrayLoader(
-        data.train_x, data.train_y, 4, mask=jnp.ones(data.train_x.shape[:2], bool)
-    )
-    with pytest.raises(ValueError, match=r"the train loader yields masks"):
-        run(feedforward, ["bptt"], eqslax.data.Loaders(masked, loaders.test), batch_size=None)
     with pytest.raises(TypeError, match=r"`data` is one loader.*Loaders\(train, test\)"):
         run(feedforward, ["bptt"], loaders.train)
 

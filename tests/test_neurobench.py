@@ -365,6 +365,42 @@ def test_benchmark_rejects_bad_arguments(randman_setup):
         nb.Benchmark(model, [(data.test_x[..., :5], data.test_y)], metrics=[[], []]).run(quiet=True)
 
 
+def test_a_padded_batch_gives_the_metrics_of_its_samples_at_their_own_lengths(randman_setup):
+    """Three samples of 20, 13 and 7 steps padded to 24: the padded batch (as `Batches`
+    with a mask, and as a masked `ArrayLoader` in batches of 2) scores what the samples
+    score one by one; ActivationSparsity, a per-batch ratio, equals the ratio of their
+    pooled counts. Without the mask the padded steps count."""
+    data, model = randman_setup
+    lengths = (20, 13, 7)
+    samples = [np.asarray(data.test_x[i, :n]) for i, n in enumerate(lengths)]
+    labels = np.asarray(data.test_y[:3])
+    xs, mask = eqslax.data.pad_sequences(samples, length=24)
+    post = [nb.ChooseMaxCount()]
+    additive = [nb.ClassificationAccuracy, nb.SynapticOperations, nb.MembraneUpdates]
+    metrics = [[], [*additive, nb.ActivationSparsity]]
+
+    def bench(data):
+        return nb.Benchmark(model, data, postprocessors=post, metrics=metrics).run(quiet=True)
+
+    one_by_one = bench([(jnp.asarray(x)[None], labels[i : i + 1]) for i, x in enumerate(samples)])
+    padded = bench(nb.Batches(jnp.asarray(xs), labels, 8, mask=jnp.asarray(mask)))
+    loader = bench(eqslax.data.ArrayLoader(xs, labels, 2, mask=mask))
+    for name in ("ClassificationAccuracy", "SynapticOperations", "MembraneUpdates"):
+        # the accuracy is a float32 batch mean; the counts are exact integers over 3
+        rel = 1e-6 if name == "ClassificationAccuracy" else 1e-12
+        assert padded[name] == pytest.approx(one_by_one[name], rel=rel), name
+        assert loader[name] == pytest.approx(one_by_one[name], rel=rel), name
+    counts = [nb.activity_counts(model, jnp.asarray(x)[None]) for x in samples]
+    zeros = sum(c.activations_total - c.activations_nonzero for c in counts)
+    pooled = zeros / sum(c.activations_total for c in counts)
+    assert padded["ActivationSparsity"] == pytest.approx(pooled, rel=1e-12)
+    assert one_by_one["SynapticOperations"]["Dense"] == sum(lengths) * (10 * 16 + 16 * 3) / 3
+    unmasked = bench(nb.Batches(jnp.asarray(xs), labels, 8))
+    assert unmasked["SynapticOperations"]["Dense"] == 24 * (10 * 16 + 16 * 3)
+    masked = nb.neurobench_metrics(model, jnp.asarray(xs), labels, mask=jnp.asarray(mask))
+    assert masked["MembraneUpdates"] == pytest.approx(one_by_one["MembraneUpdates"], rel=1e-12)
+
+
 # --- Mackey-Glass ---------------------------------------------------------------------------
 
 

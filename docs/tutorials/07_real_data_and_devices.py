@@ -170,16 +170,15 @@ for epoch, (train_loss, accuracy) in enumerate(
 # %% [markdown]
 # ## Comparing rules from loaders
 #
-# `eqslax.compare` takes the same `Loaders`. Each seed draws its own initial model and
-# its own order of the training batches, and every rule sees the same ones. It does not
-# take masks yet (it refuses a loader that yields them, naming it), so its loaders are
-# made without one: the padded steps then hold no input spikes but still count in the
-# loss.
+# `eqslax.compare` takes the same `Loaders`, masks included. Each seed draws its own
+# initial model and its own order of the training batches, and every rule sees the same
+# ones. The padded steps give no loss, no update (OTTT updates at every real step) and
+# no metric; the gradient similarity to BPTT, which runs whole sequences, is not
+# recorded for masked batches.
 
 # %%
-plain = Loaders(SHDLoader(folder / "shd_train.h5", n_steps, 8, max_time=max_time),
-                SHDLoader(folder / "shd_test.h5", n_steps, 64, max_time=max_time))
-result = eqslax.compare(model, ["bptt", "ottt"], plain, eqslax.PerStep(),
+masked = Loaders(train, test)
+result = eqslax.compare(model, ["bptt", "ottt"], masked, eqslax.PerStep(),
                         seeds=4 if full else 2, epochs=epochs, progress=False)
 for name in result.rules:
     run = result.runs[name]
@@ -219,7 +218,7 @@ print("same history:", sharded_history["test_accuracy"] == history["test_accurac
 # each device trains `seeds / D` seeds; the number of seeds must be a multiple of $D$.
 
 # %%
-spread = eqslax.compare(model, ["bptt"], plain, eqslax.PerStep(), seeds=result.seeds,
+spread = eqslax.compare(model, ["bptt"], masked, eqslax.PerStep(), seeds=result.seeds,
                         epochs=epochs, progress=False, mesh=mesh)
 difference = max(
     float(jnp.max(jnp.abs(a - b)))

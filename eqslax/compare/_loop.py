@@ -13,7 +13,7 @@ import numpy as np
 
 from .._metrics import add_totals, metric_names, primary_metric
 from .._rules import BPTT, AbstractLearningRule
-from .._rules._base import check_batch
+from .._rules._base import check_batch, check_rule_mask
 from ..distributed._mesh import replicate, shard_batch
 from ._progress import Progress
 from ._registry import Rule
@@ -90,8 +90,9 @@ class _Recorder:
     """Gradient similarity to BPTT every `plan.similarity_every` batches and parameter
     snapshots every `plan.trajectory_every` batches, for every seed at once."""
 
-    def __init__(self, spec, loss, plan, vmapped, n):
-        rule = _similarity_rule(spec) if plan.record else None
+    def __init__(self, spec, loss, plan, vmapped, n, masked=False):
+        # gradient_similarity runs whole sequences: with padded batches it is not recorded
+        rule = _similarity_rule(spec) if plan.record and not masked else None
         self.similar = None if rule is None else similarity(rule, loss, vmapped)
         self.snap = snapshot(vmapped) if plan.record else None
         self.plan, self.n = plan, n
@@ -128,26 +129,34 @@ class _Recorder:
 def _compile(spec, step, initial, source, size, vmapped, place):
     """The step compiled once (all seeds at once when `vmapped`) and the start state."""
     n = len(initial)
-    xs0, ys0 = source.head(size)
+    head = source.head(size)
     if vmapped:
         models = place(stack(initial))
         states = place(init_states(step, models, True))
-        xs0, ys0 = place((jnp.stack([xs0] * n), jnp.stack([ys0] * n)))
-        compiled, seconds, memory = compiled_step(step, models, states, xs0, ys0, True)
+        xs0, ys0, mask0 = place(_seed_stack(head, n))
+        compiled, seconds, memory = compiled_step(step, models, states, xs0, ys0, True, mask0)
     else:
         models = list(initial)
         states = [step.init(m) for m in models]
-        compiled, seconds, memory = compiled_step(step, models[0], states[0], xs0, ys0, False)
+        compiled, seconds, memory = compiled_step(
+            step, models[0], states[0], *head[:2], False, head[2]
+        )
     return models, states, compiled, seconds, memory
 
 
-def _train_batch(compiled, models, states, xs, ys, vmapped, n):
+def _seed_stack(arrays, n: int):
+    """`arrays` repeated along a new leading seed axis (a `None` stays `None`)."""
+    return tuple(None if a is None else jnp.stack([a] * n) for a in arrays)
+
+
+def _train_batch(compiled, models, states, xs, ys, mask, vmapped, n):
     if vmapped:
-        models, states, outputs, values = compiled(models, states, xs, ys)
+        models, states, outputs, values = compiled(models, states, xs, ys, mask)
         return models, states, outputs, np.asarray(values)
     outputs, values = [], []
     for s in range(n):
-        models[s], states[s], out, value = compiled(models[s], states[s], xs[s], ys[s])
+        m = None if mask is None else mask[s]
+        models[s], states[s], out, value = compiled(models[s], states[s], xs[s], ys[s], m)
         outputs.append(out)
         values.append(float(value))
     return models, states, jnp.stack(outputs), np.asarray(values)
@@ -166,8 +175,10 @@ def check_rule(spec, model, source, loss, size: int):
     the data done now (shapes, labels, graphs the rule cannot handle), without training.
     `source`: the data as `eqslax.compare` reads it (`_source.py`)."""
     step = make_step(spec, model, loss)
-    xs, ys = source.head(size)
+    xs, ys, mask = source.head(size)
     check_batch(model, loss, xs, ys, spec.name)
+    rule = spec.rule if hasattr(spec.rule, "update") else None
+    check_rule_mask(rule, loss, mask, xs, spec.name)
     step.check(xs)
     eqx.filter_eval_shape(step.init, model)
     return step
@@ -190,9 +201,9 @@ def train_rule(spec, initial, keys, seeds, source, loss, batches, plan, vmap) ->
     )
     measure = batch_totals(loss)
     metrics, ranked = metric_names(loss), f"test_{primary_metric(loss)}"
-    recorder = _Recorder(spec, loss, plan, vmapped, n)
-    first = place(tuple(jnp.stack([x] * n) for x in source.head(size)))
-    initial_similarity = recorder.initial(models, *first)
+    recorder = _Recorder(spec, loss, plan, vmapped, n, source.masked)
+    first = place(_seed_stack(source.head(size), n))
+    initial_similarity = recorder.initial(models, *first[:2])
     histories = [{k: [] for k in columns(loss)} for _ in range(n)]
     epoch_times, total, done, epochs = [], 0.0, 0, math.ceil(batches / per_epoch)
     bar = Progress(plan.progress, spec.name, seeds, epochs, per_epoch)
@@ -201,15 +212,15 @@ def train_rule(spec, initial, keys, seeds, source, loss, batches, plan, vmap) ->
         losses, totals = [], None
         elapsed = 0.0
         for batch, batch_arrays in enumerate(source.epoch(keys, epoch, size, in_epoch)):
-            xs, ys = place(batch_arrays)
+            xs, ys, mask = place(batch_arrays)
             recorder(done, models, xs, ys)
             start = time.perf_counter()
             models, states, outputs, values = _train_batch(
-                compiled, models, states, xs, ys, vmapped, n
+                compiled, models, states, xs, ys, mask, vmapped, n
             )
             elapsed += time.perf_counter() - start
             losses.append(values)
-            totals = add_totals(totals, measure(outputs, ys))
+            totals = add_totals(totals, measure(outputs, ys, mask))
             done += 1
             bar.batch(epoch, batch + 1, float(np.mean(values)))
         if in_epoch == per_epoch or not epoch_times:

@@ -14,6 +14,7 @@ import jax.tree_util as jtu
 import numpy as np
 
 from .. import analysis
+from .._mask import with_mask
 from .._metrics import _totals, add_totals, finish_metrics
 from .._rules import BPTT
 from .._simulate import simulate
@@ -46,26 +47,27 @@ def seedwise(function, vmapped: bool, shared: int = 0):
 
 
 class Evaluation:
-    """Sample-mean loss and task metrics of every seed's model over batches `(xs, ys)`
-    (chunks of `chunk` samples of arrays, as `eqslax.evaluate` takes them, or a loader's
-    batches); `place` puts each batch where the models are."""
+    """Sample-mean loss and task metrics of every seed's model over batches
+    `(xs, ys, mask)` (chunks of `chunk` samples of arrays, as `eqslax.evaluate` takes
+    them, or a loader's batches; `mask` None or the real steps of padded sequences);
+    `place` puts each batch where the models are."""
 
     def __init__(self, loss, vmapped: bool, chunk: int = 256, place=lambda tree: tree):
         self.loss, self.chunk, self.place = loss, chunk, place
 
-        def totals(model, xs, ys):
+        def totals(model, xs, ys, mask):
             outputs = jax.vmap(lambda x: simulate(model, x)[1])(xs)
-            losses = jax.vmap(lambda o, y: loss(o, y))(outputs, ys)
-            return jnp.sum(losses), _totals(loss, outputs, ys)
+            losses = jax.vmap(lambda o, y, m: with_mask(loss, o, y, mask=m))(outputs, ys, mask)
+            return jnp.sum(losses), _totals(loss, outputs, ys, mask)
 
-        self.function = seedwise(totals, vmapped, shared=2)
+        self.function = seedwise(totals, vmapped, shared=3)
 
     def __call__(self, models, batches, seeds: int) -> list[dict[str, float]]:
-        """`batches`: an iterable of `(xs, ys)`."""
+        """`batches`: an iterable of `(xs, ys, mask)`."""
         loss_sums, totals, n = np.zeros(seeds), None, 0
         for batch in batches:
-            x, y = self.place(batch)
-            sums, parts = self.function(models, x, y)
+            x, y, m = self.place(batch)
+            sums, parts = self.function(models, x, y, m)
             loss_sums += np.asarray(sums, np.float64)
             totals = add_totals(totals, {k: np.asarray(v, np.float64) for k, v in parts.items()})
             n += x.shape[0]
@@ -91,16 +93,17 @@ def snapshot(vmapped: bool):
 
 
 def batch_totals(loss):
-    """`outputs (seeds, batch, time, out), ys (seeds, batch, ...) ->` each seed's metric
-    totals on its batch (`eqslax._metrics` sums, leading seed axis), as float64 host
-    arrays; `eqslax._metrics.add_totals` accumulates them and `seed_metrics` finishes them."""
+    """`outputs (seeds, batch, time, out), ys (seeds, batch, ...), mask (seeds, batch,
+    time) or None ->` each seed's metric totals on its batch (`eqslax._metrics` sums,
+    leading seed axis), as float64 host arrays; `eqslax._metrics.add_totals` accumulates
+    them and `seed_metrics` finishes them."""
 
     @eqx.filter_jit
-    def totals(outputs, ys):
-        return jax.vmap(lambda o, y: _totals(loss, o, y))(outputs, ys)
+    def totals(outputs, ys, mask):
+        return jax.vmap(lambda o, y, m: _totals(loss, o, y, m))(outputs, ys, mask)
 
-    return lambda outputs, ys: {
-        k: np.asarray(v, np.float64) for k, v in totals(outputs, ys).items()
+    return lambda outputs, ys, mask=None: {
+        k: np.asarray(v, np.float64) for k, v in totals(outputs, ys, mask).items()
     }
 
 

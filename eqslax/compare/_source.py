@@ -5,6 +5,10 @@ Both give each seed its own order per epoch: for arrays the permutation
 `jax.random.permutation(fold_in(k, epoch), n)` of the seed's order key `k`; for loaders
 `train.batch(fold_in(k, epoch), i)`, which for an `ArrayLoader` is the same permutation, so
 a comparison from arrays and from `ArrayLoader`s of them trains the same models.
+
+Every batch is `(xs, ys, mask)`: `mask` is `None` for arrays and for loaders of sequences
+of one length, and the `(batch, time)` real steps of a loader of padded sequences, which
+the training steps, the losses and the metrics then honour.
 """
 
 from collections.abc import Iterator
@@ -14,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._finite import check_finite
+from .._mask import check_mask
 from ..data import AbstractLoader, Loaders
 from ..data._loader import batch_parts
 from ..data._prefetch import prefetch
@@ -34,12 +39,13 @@ class ArraySource:
             check_finite(getattr(data, name), f"data.{name}", "compare")
         self.arrays = data
         self.n_train, self.steps = int(data.train_x.shape[0]), int(data.train_x.shape[1])
-        self.batch_size = None
+        self.batch_size, self.masked = None, False
         self._train = self._test_y = None
 
     def head(self, size: int):
-        """The first `size` training samples (checks, compiling, the initial similarity)."""
-        return self.arrays.train_x[:size], self.arrays.train_y[:size]
+        """The first `size` training samples (checks, compiling, the initial similarity)
+        and their mask (None)."""
+        return self.arrays.train_x[:size], self.arrays.train_y[:size], None
 
     def epoch(self, keys, epoch: int, size: int, count: int) -> Iterator:
         """`count` batches of epoch `epoch`, each `(xs, ys)` with a leading seed axis."""
@@ -52,7 +58,7 @@ class ArraySource:
         ]
         for batch in range(count):
             index = np.stack([order[batch * size : (batch + 1) * size] for order in orders])
-            yield jnp.asarray(train_x[index]), jnp.asarray(train_y[index])
+            yield jnp.asarray(train_x[index]), jnp.asarray(train_y[index]), None
 
     def test_chunks(self, chunk: int, check) -> Iterator:
         """The test split in chunks of `chunk`; `check(xs, ys) -> ys` runs once on the
@@ -61,32 +67,25 @@ class ArraySource:
         if self._test_y is None:
             self._test_y = check(xs, self.arrays.test_y)
         for start in range(0, xs.shape[0], chunk):
-            yield xs[start : start + chunk], self._test_y[start : start + chunk]
+            yield xs[start : start + chunk], self._test_y[start : start + chunk], None
 
 
 class LoaderSource:
     """`eqslax.data.Loaders`: training batches drawn from `train` (its batch size is the
-    comparison's), the test split read batch by batch in stored order."""
+    comparison's), the test split read batch by batch in stored order; a loader's masks
+    (padded sequences) go with its batches."""
 
     def __init__(self, data: Loaders):
         self.loaders = data
         self.arrays = None
         train = data.train
         self.n_train, self.batch_size = int(train.n_samples), int(train.batch_size)
-        first = train.batch(None, 0), data.test.batch(None, 0, drop_last=False)
-        for batch, name in zip(first, ("train", "test")):
-            if batch_parts(batch, "compare", f"{name} batch 0")[2] is not None:
-                raise ValueError(
-                    f"compare: the {name} loader yields masks (padded variable-length "
-                    "sequences), which eqslax.compare does not take yet; train with "
-                    "eqslax.fit, or give sequences of one length."
-                )
-        self._first = first[0]
-        self.steps = int(first[0][0].shape[1])
+        self._first = batch_parts(train.batch(None, 0), "compare", "train batch 0")
+        self.masked = self._first[2] is not None
+        self.steps = int(self._first[0].shape[1])
 
     def head(self, size: int):
-        xs, ys = self._first
-        return xs[:size], ys[:size]
+        return tuple(None if a is None else a[:size] for a in self._first)
 
     def epoch(self, keys, epoch: int, size: int, count: int) -> Iterator:
         """The seeds' batches stacked, prepared on a background thread when the training
@@ -95,15 +94,32 @@ class LoaderSource:
 
         def stacked():
             for batch in range(count):
-                pairs = [train.batch(jax.random.fold_in(k, epoch), batch) for k in keys]
-                yield jnp.stack([x for x, _ in pairs]), jnp.stack([y for _, y in pairs])
+                where = f"epoch {epoch + 1}, batch {batch}"
+                parts = [
+                    batch_parts(train.batch(jax.random.fold_in(k, epoch), batch), "compare", where)
+                    for k in keys
+                ]
+                masks = [
+                    None if m is None else check_mask(m, x.shape[:2], "compare", f"mask ({where})")
+                    for x, _, m in parts
+                ]
+                if any(m is None for m in masks) != all(m is None for m in masks):
+                    raise ValueError(
+                        f"compare: the training loader gave masks for some seeds' {where} "
+                        "and none for others; a loader yields (xs, ys, mask) always or never."
+                    )
+                mask = None if masks[0] is None else jnp.stack(masks)
+                yield jnp.stack([x for x, _, _ in parts]), jnp.stack([y for _, y, _ in parts]), mask
 
         return prefetch(stacked(), train.prefetch)
 
     def test_chunks(self, chunk: int, check) -> Iterator:
         """The test loader's batches in stored order, each checked as it arrives."""
-        for xs, ys in self.loaders.test:
-            yield xs, check(xs, ys)
+        for index, batch in enumerate(self.loaders.test):
+            xs, ys, mask = batch_parts(batch, "compare", f"test batch {index}")
+            if mask is not None:
+                mask = check_mask(mask, xs.shape[:2], "compare", f"mask (test batch {index})")
+            yield xs, check(xs, ys), mask
 
 
 def test_head(data, size: int):

@@ -4,6 +4,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
+from .._mask import with_mask
 from .._rules import BPTT, FPTT, TruncatedBPTT
 from .._rules._fptt import train_fptt
 from .._train import train_offline
@@ -56,18 +57,19 @@ def unstack(tree, index: int):
     return eqx.combine(jtu.tree_map(lambda x: x[index], arrays), static)
 
 
-def compiled_step(step, models, states, xs, ys, vmapped: bool):
-    """Lower and compile the step once (vmapped over seeds when `vmapped`): returns the
-    compiled callable, its compile time in seconds and XLA's memory estimate (bytes of
-    arguments plus temporaries, or `None` where the backend reports none)."""
+def compiled_step(step, models, states, xs, ys, vmapped: bool, mask=None):
+    """Lower and compile the step once (vmapped over seeds when `vmapped`), called as
+    `compiled(models, states, xs, ys, mask)` with a mask like `mask` (or `None`): returns
+    the compiled callable, its compile time in seconds and XLA's memory estimate (bytes
+    of arguments plus temporaries, or `None` where the backend reports none)."""
     import time
 
-    def run(model, state, xs, ys):
-        return step.run(model, state, xs, ys)
+    def run(model, state, xs, ys, mask):
+        return with_mask(step.run, model, state, xs, ys, mask=mask)
 
     function = eqx.filter_jit(eqx.filter_vmap(run) if vmapped else run)
     start = time.perf_counter()
-    compiled = function.lower(models, states, xs, ys).compile()
+    compiled = function.lower(models, states, xs, ys, mask).compile()
     seconds = time.perf_counter() - start
     try:
         memory = compiled.compiled.memory_analysis()

@@ -14,7 +14,9 @@ bench = nb.Benchmark(
 results = bench.run()  # {"Footprint": ..., "SynapticOperations": {...}, ...}
 ```
 
-Data: any iterable of `(xs, ys)` batches, `xs` (batch, time, *in); a split with
+Data: any iterable of `(xs, ys)` batches, `xs` (batch, time, *in), or of
+`(xs, ys, mask)` batches of padded sequences (only their real steps count), such as an
+`eqslax.data` loader; a split with
 `test_x`/`test_y` such as `eqslax.data.randman`; `SHDBatches` or
 `load_shd` for the Spiking Heidelberg Digits from a local file (needs `h5py`);
 `mackey_glass` for the chaotic forecasting task.

@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, Shaped
+from jaxtyping import Array, ArrayLike, Bool, Float, Shaped
 
 from .._checks import check_float_array
 from .._finite import check_finite
+from .._mask import check_mask
 from .._neurons import AbstractNeuron
 from ._counts import reduce_counts, run_batch
 from ._processors import ChooseMaxCount
@@ -26,17 +27,20 @@ from ._workload import (
 
 
 class Batches:
-    """Consecutive batches `(xs[i:i+n], ys[i:i+n])` of two aligned arrays; the last
-    batch may be smaller. Iterable any number of times; `len` is the batch count."""
+    """Consecutive batches `(xs[i:i+n], ys[i:i+n])` of two aligned arrays, or
+    `(xs[i:i+n], ys[i:i+n], mask[i:i+n])` with a mask; the last batch may be smaller.
+    Iterable any number of times; `len` is the batch count."""
 
     def __init__(
         self,
         xs: Shaped[ArrayLike, "samples ..."],
         ys: Shaped[ArrayLike, "samples ..."],
         batch_size: int = 256,
+        mask: Bool[ArrayLike, "samples time"] | None = None,
     ):
-        """**Arguments:** `xs` (samples, time, *in), `ys` (samples, ...) and
-        `batch_size` (default 256)."""
+        """**Arguments:** `xs` (samples, time, *in), `ys` (samples, ...),
+        `batch_size` (default 256) and `mask` (samples, time), the real steps of padded
+        sequences (`eqslax.data.pad_sequences`)."""
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"Batches: `batch_size` must be a positive int, got {batch_size!r}.")
         if len(xs) != len(ys):
@@ -44,7 +48,7 @@ class Batches:
                 f"Batches: `xs` and `ys` must hold the same number of samples, got "
                 f"{len(xs)} and {len(ys)}."
             )
-        self.xs, self.ys, self.batch_size = xs, ys, batch_size
+        self.xs, self.ys, self.batch_size, self.mask = xs, ys, batch_size, mask
 
     def __len__(self) -> int:
         return math.ceil(len(self.xs) / self.batch_size)
@@ -52,7 +56,10 @@ class Batches:
     def __iter__(self):
         for start in range(0, len(self.xs), self.batch_size):
             stop = start + self.batch_size
-            yield self.xs[start:stop], self.ys[start:stop]
+            if self.mask is None:
+                yield self.xs[start:stop], self.ys[start:stop]
+            else:
+                yield self.xs[start:stop], self.ys[start:stop], self.mask[start:stop]
 
 
 def _metric(entry, base, kind: str):
@@ -95,6 +102,12 @@ class Benchmark:
     pass, `jax.vmap` over the batch), applies the postprocessors to the outputs
     (batch, time, *out) and folds each workload metric over the batch. Results are keyed
     by class name, as in NeuroBench.
+
+    A batch `(xs, ys, mask)` (padded sequences; a loader with masks, or
+    `Batches(..., mask=)`) counts only the real steps $m_{b,t} = 1$: the outputs of
+    padded steps are zero before the postprocessors (so `ChooseMaxCount` sums the real
+    steps), and no operation, activation or membrane update of a padded step is counted,
+    so a padded batch gives the metrics of its samples run at their own lengths.
     """
 
     def __init__(
@@ -110,10 +123,12 @@ class Benchmark:
         """**Arguments:**
 
         - `model`: a neuron or `Connect` (unbatched, as always).
-        - `data`: an iterable of `(xs, ys)` batches, `xs` of shape
-          (batch, time, *model.in_shape); or a split with `test_x` and `test_y` (e.g.
-          `eqslax.data.randman`), cut into batches of `batch_size`.
-        - `preprocessors`: callables `(xs, ys) -> (xs, ys)` on each batch.
+        - `data`: an iterable of `(xs, ys)` or `(xs, ys, mask)` batches, `xs` of shape
+          (batch, time, *model.in_shape), e.g. an `eqslax.data` loader; or a split with
+          `test_x` and `test_y` (e.g. `eqslax.data.randman`), cut into batches of
+          `batch_size`.
+        - `preprocessors`: callables `(xs, ys) -> (xs, ys)` on each batch (a batch's
+          mask is kept beside them and must still fit `xs`).
         - `postprocessors`: callables on the outputs, e.g. `[ChooseMaxCount()]`.
         - `metrics`: `[static, workload]`, two lists of metric classes (or instances),
           e.g. `[[Footprint], [ClassificationAccuracy, SynapticOperations]]`.
@@ -143,8 +158,8 @@ class Benchmark:
         progress = _Progress(not quiet, _length(self.data))
         batches = samples = 0
         for index, pair in enumerate(self.data):
-            xs, ys = self._prepare(pair, index)
-            outputs, counts = run_batch(self.model, xs, with_counts)
+            xs, ys, mask = self._prepare(pair, index)
+            outputs, counts = run_batch(self.model, xs, with_counts, mask)
             preds = outputs
             for post in self.postprocessors:
                 preds = post(preds)
@@ -162,16 +177,21 @@ class Benchmark:
             results[type(metric).__name__] = metric.compute(state)
         return results
 
-    def _prepare(self, pair, index: int) -> tuple[Array, Array]:
-        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+    def _prepare(self, pair, index: int) -> tuple[Array, Array, Array | None]:
+        if not (isinstance(pair, (tuple, list)) and len(pair) in (2, 3)):
             raise ValueError(
-                f"Benchmark: batch {index} must be a pair (xs, ys), got {type(pair).__name__}. "
-                f"Wrap arrays with eqslax.neurobench.Batches(xs, ys, batch_size)."
+                f"Benchmark: batch {index} must be a pair (xs, ys) or (xs, ys, mask), got "
+                f"{type(pair).__name__}. Wrap arrays with "
+                f"eqslax.neurobench.Batches(xs, ys, batch_size)."
             )
+        mask = pair[2] if len(pair) == 3 else None
+        pair = tuple(pair[:2])
         for pre in self.preprocessors:
             pair = pre(pair)
         xs, ys = jnp.asarray(pair[0]), jnp.asarray(pair[1])
         check_float_array(xs, f"xs (batch {index})", self.model.in_shape, "Benchmark", "batch time")
+        if mask is not None:
+            mask = check_mask(mask, xs.shape[:2], "Benchmark", f"mask (batch {index})")
         if ys.shape[:1] != xs.shape[:1]:
             raise ValueError(
                 f"Benchmark: batch {index} has {xs.shape[0]} inputs but targets of shape "
@@ -187,7 +207,7 @@ class Benchmark:
                     f"0..{n_classes - 1} (the model's output size), got labels from {low} "
                     f"to {high}."
                 )
-        return xs, ys
+        return xs, ys, mask
 
 
 def _batches(data, batch_size: int) -> Iterable:
@@ -216,14 +236,16 @@ def neurobench_metrics(
     batch_size: int = 256,
     postprocessors: Sequence[Callable] = (ChooseMaxCount(),),
     quiet: bool = True,
+    mask: Bool[ArrayLike, "samples time"] | None = None,
 ) -> dict[str, Any]:
     """NeuroBench's metrics of a classifier on `(xs, ys)`, with the default set:
     `Footprint`, `ConnectionSparsity`, `ParameterCount`, `ClassificationAccuracy`
     (prediction $\\arg\\max_c \\sum_t y_{t,c}$), `ActivationSparsity`,
-    `SynapticOperations` (a dict) and `MembraneUpdates`."""
+    `SynapticOperations` (a dict) and `MembraneUpdates`; with a `mask` of padded
+    sequences only the real steps count."""
     bench = Benchmark(
         model,
-        Batches(xs, ys, batch_size),
+        Batches(xs, ys, batch_size, mask),
         postprocessors=postprocessors,
         metrics=[
             [Footprint, ConnectionSparsity, ParameterCount],
