@@ -332,7 +332,7 @@ def padded_loaders(data, extra: int, batch_size: int = BATCH):
 
 
 @pytest.mark.parametrize("vmap_seeds", [True, False])
-def test_compare_honours_the_masks_of_padded_loaders(data, vmap_seeds):
+def test_compare_honours_the_masks_of_padded_loaders(data, vmap_seeds, tmp_path):
     """Samples padded with 4 silent steps and masked train (BPTT offline, OSTL and OTTT
     at every step) and are scored as the unpadded samples: padded steps give no loss, no
     update and no metric."""
@@ -346,6 +346,9 @@ def test_compare_honours_the_masks_of_padded_loaders(data, vmap_seeds):
             assert y.history["test_accuracy"] == x.history["test_accuracy"]
             assert y.history["train_accuracy"] == x.history["train_accuracy"]
             np.testing.assert_allclose(y.history["test_loss"], x.history["test_loss"], rtol=1e-10)
+    if vmap_seeds:  # the report reads the masked loaders too (no similarity recorded)
+        eqslax.compare.write_report(masked, str(tmp_path), grid=3)
+        assert (tmp_path / "report.html").is_file()
     unmasked = padded_loaders(data, 4)
     unmasked.train.mask = None  # the same padded steps, counted as real
     other = run(feedforward, ["bptt"], unmasked, **options)

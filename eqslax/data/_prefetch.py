@@ -47,7 +47,10 @@ def prefetch(batches: Iterable, depth: int = 2) -> Iterator:
     preparing. The order is the order of `batches`, so a run that prefetches trains the
     same model as one that does not. An exception raised while preparing a batch is raised
     again here, at the batch where it happened, with its traceback; closing the returned
-    iterator stops the thread and waits for it.
+    iterator stops the thread and waits for it. The thread sees JAX's global
+    configuration (`jax.config.update`), not a context manager entered by the caller
+    (`jax.default_device(...)`, `jax.enable_x64()`): set those globally when a loader
+    prefetches, or give it `prefetch=0`.
 
     ```python
     for xs, ys in eqslax.data.prefetch(loader.batches(key), depth=4):
