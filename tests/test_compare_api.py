@@ -287,23 +287,26 @@ def test_tune_lr_picks_the_best_validation_r2():
     assert tuned["chosen"] == pytest.approx(3e-2) and result.runs["bptt"].lr == tuned["chosen"]
 
 
-def loaders_of(data, batch_size=BATCH):
-    """The same splits as `eqslax.data.Loaders` of `ArrayLoader`s (test batches of 4)."""
+def loaders_of(data, batch_size=BATCH, prefetch=0):
+    """The same splits as `eqslax.data.Loaders` of `ArrayLoader`s (test batches of 4);
+    with `prefetch` the arrays stay on the host and batches are prefetched."""
     ArrayLoader = eqslax.data.ArrayLoader
+    where = dict(prestage=False, prefetch=prefetch) if prefetch else {}
     return eqslax.data.Loaders(
-        ArrayLoader(data.train_x, data.train_y, batch_size),
-        ArrayLoader(data.test_x, data.test_y, 4),
+        ArrayLoader(np.asarray(data.train_x), np.asarray(data.train_y), batch_size, **where),
+        ArrayLoader(np.asarray(data.test_x), np.asarray(data.test_y), 4, **where),
     )
 
 
-@pytest.mark.parametrize("vmap_seeds", [True, False])
-def test_compare_from_loaders_equals_compare_from_arrays(data, vmap_seeds):
+@pytest.mark.parametrize("vmap_seeds, prefetch", [(True, 0), (False, 0), (True, 2)])
+def test_compare_from_loaders_equals_compare_from_arrays(data, vmap_seeds, prefetch):
     """An `ArrayLoader` draws each epoch's order as compare does for arrays: the same
-    batches, so the same models and train losses; the test metrics are the same sums
-    over other chunks (batches of 4 against one chunk)."""
+    batches, so the same models and train losses, also when a background thread
+    prefetches them; the test metrics are the same sums over other chunks (batches of 4
+    against one chunk)."""
     rules, options = ["bptt", "ottt"], {"epochs": 2, "vmap_seeds": vmap_seeds}
     arrays = run(feedforward, rules, data, **options)
-    loaders = run(feedforward, rules, loaders_of(data), **options)
+    loaders = run(feedforward, rules, loaders_of(data, prefetch=prefetch), **options)
     for name in rules:
         for x, y in zip(arrays.runs[name].seeds, loaders.runs[name].seeds):
             assert_tree_allclose(params(y.model), params(x.model), rtol=0, atol=0)
