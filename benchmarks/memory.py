@@ -123,7 +123,8 @@ def build_model(name: str, key) -> tuple[eqslax.Connect, tuple[int, ...]]:
         readout = eqx.nn.Linear(hidden, n_out, key=keys[1])
         readout = eqx.tree_at(lambda m: m.weight, readout, readout.weight * 3.0)
         layers = [conv, eqslax.LIF((channels, positions)), eqslax.Flatten((channels, positions))]
-        return eqslax.Connect([*layers, readout, eqslax.LI(n_out)]), (channels_in, positions)
+        shape = (channels_in, positions)
+        return eqslax.Connect([*layers, readout, eqslax.LI(n_out)], in_shape=shape), shape
     keys = jax.random.split(key, 2)
     model = eqslax.feedforward(sizes, key=keys[0], readout="li")
     if name == "recurrent":
@@ -184,6 +185,7 @@ def child(rule_name: str, length: int, batch: int, repeats: int, seed: int) -> d
         "rss_growth_bytes": peak - baseline,
         "device_peak_bytes": device_stats.get("peak_bytes_in_use"),
     }
+    result["trace_traffic_bytes"] = trace_traffic(rule, model, xs)
     forward = eqslax_forward()
     # The computation rule.grad compiles, and the plain forward pass on the same batch:
     # both hold the time-major copy of ``xs`` and the stacked outputs, O(T) for every
@@ -220,6 +222,16 @@ def child(rule_name: str, length: int, batch: int, repeats: int, seed: int) -> d
     result["step_cost_vs_forward"] = result["grad_s"] / result["forward_s"]
     result["step_cost_vs_forward_cpu"] = timings["grad"]["cpu_s"] / timings["forward"]["cpu_s"]
     return result
+
+
+def trace_traffic(rule, model, xs) -> int | None:
+    """Bytes of an online rule's traces that one step of the batch reads and writes:
+    twice their size (`None` for a rule without traces)."""
+    if not isinstance(rule, eqslax.AbstractOnlineRule):
+        return None
+    traces = jax.eval_shape(lambda x: rule.start(model, x)[1], xs[0, 0])
+    size = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(traces))
+    return 2 * xs.shape[0] * size
 
 
 def _floor(rule_name, rule, model, loss, xs, ys, result) -> Callable:
@@ -327,9 +339,10 @@ def tables(rows, summary) -> str:
         "rule", "model", "T", "peak RSS MB", "RSS growth MB", "XLA temp MB",
         "rule's own temp MB", "grad XLA temp MB", "ms/step", "x forward step",
         "x forward step (CPU)", "x floor (paired)", "x floor (CPU)", "floor XLA temp MB",
+        "trace traffic MB/step",
     )  # fmt: skip
     detail = [
-        (r["rule"], "error", r["length"], r["error"], *[""] * 10)
+        (r["rule"], "error", r["length"], r["error"], *[""] * 11)
         if "error" in r
         else (
             r["rule"],
@@ -346,6 +359,7 @@ def tables(rows, summary) -> str:
             _or_na(r.get("vs_floor_paired")),
             _or_na(r.get("vs_floor_cpu")),
             _mb(r.get("floor_xla_temp")),
+            _mb(r.get("trace_traffic_bytes")),
         )  # fmt: skip
         for r in rows
     ]
