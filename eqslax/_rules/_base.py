@@ -145,8 +145,7 @@ class AbstractLearningRule(eqx.Module):
         owner = f"{type(self).__name__}.grad"
         ys = check_batch(model, loss, xs, ys, owner)
         mask = check_rule_mask(self, loss, mask, xs, owner)
-        grads, _, _ = _jit_update(self, model, self.init(model), loss, xs, ys, mask)
-        return grads
+        return _jit_grad(self, model, self.init(model), loss, xs, ys, mask)
 
 
 def check_rule_mask(rule, loss, mask, xs, owner: str):
@@ -164,6 +163,13 @@ def check_rule_mask(rule, loss, mask, xs, owner: str):
 @eqx.filter_jit
 def _jit_update(rule, model, rule_state, loss, xs, ys, mask=None):
     return with_mask(rule.update, model, rule_state, loss, xs, ys, mask=mask)
+
+
+@eqx.filter_jit
+def _jit_grad(rule, model, rule_state, loss, xs, ys, mask=None):
+    """`update`'s gradient alone: the per-step outputs and losses it also returns are
+    never computed (the scan drops them), so `grad` keeps no `(batch, time, ...)` arrays."""
+    return with_mask(rule.update, model, rule_state, loss, xs, ys, mask=mask)[0]
 
 
 def zeros_like_trainable(params: PyTree) -> PyTree:
