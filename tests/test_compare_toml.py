@@ -199,7 +199,13 @@ def test_unknown_mackey_glass_option_is_named(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "name", ["compare_recurrent.toml", "compare_mackey_glass.toml", "compare_influence_rules.toml"]
+    "name",
+    [
+        "compare_recurrent.toml",
+        "compare_mackey_glass.toml",
+        "compare_influence_rules.toml",
+        "compare_osttp.toml",
+    ],
 )
 def test_shipped_examples_parse(name):
     path = pathlib.Path(__file__).parent.parent / "examples" / name

@@ -83,6 +83,19 @@ def test_osttp_given_projection_equals_the_drawn_one():
     assert_tree_allclose(eqslax.OSTTP(projection=projection).grad(model, LOSS, xs, ys), drawn)
 
 
+def test_centered_targets_are_the_projection_without_its_row_means():
+    model, xs, ys = problem(jax.random.key(10))
+    key = jax.random.key(11)
+    projection = jax.random.normal(jax.random.fold_in(key, 0), (4, 3)) / np.sqrt(3)
+    centered = (projection - projection.mean(axis=1, keepdims=True),)
+    got = eqslax.OSTTP(key=key, centered=True).grad(model, LOSS, xs, ys)
+    assert_tree_allclose(got, eqslax.OSTTP(projection=centered).grad(model, LOSS, xs, ys))
+    plain = eqslax.OSTTP(key=key).grad(model, LOSS, xs, ys)
+    assert not np.allclose(got.layers[0].weight, plain.layers[0].weight, rtol=1e-2)
+    spec = eqslax.compare.rule("osttp", options={"centered": True})
+    assert spec.rule.centered
+
+
 def test_osttp_output_layer_is_ostl_and_the_hidden_layers_are_not():
     model, xs, ys = problem(jax.random.key(4), sizes=(5, 4, 4, 3))
     osttp = eqslax.OSTTP(key=jax.random.key(5)).grad(model, LOSS, xs, ys)

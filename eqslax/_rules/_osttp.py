@@ -3,6 +3,7 @@
 import math
 from typing import ClassVar
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
@@ -58,6 +59,15 @@ class OSTTP(AbstractLayerwiseRule):
     Deeper, OSTL's signal to layer $l$ carries the surrogate derivatives of every layer
     above it, which no fixed matrix reproduces.
 
+    **Centred targets** (`centered=True`, an eqslax option, not in the paper). The part of
+    $B^l y^*$ shared by all classes, $B^l \mathbf 1 / C$, pushes every hidden unit the same
+    way whatever the class, and the signal never vanishes with the error; when the classes
+    drive the same inputs (T-Randman: every unit fires once in every sample) it moves the
+    hidden layer steadily away while the readout follows. Projecting
+    $y^*_t - \bar y^*_t$ instead keeps only the class-contrastive part. On T-Randman
+    (20-100-10, 3 seeds, 10 epochs) it took OSTTP's test accuracy from 0.14 (chance is
+    0.1) to 0.43, against OSTL's 0.97 (Results page).
+
     It handles the layers OSTL handles (feed-forward, `Recurrent`, convolutional: a
     convolutional layer's $B^l$ has one row per unit and position) and refuses the others,
     naming the layer. Memory is OSTL's plus the $B^l$, shared by all samples.
@@ -67,12 +77,14 @@ class OSTTP(AbstractLayerwiseRule):
 
     key: PRNGKeyArray | None
     projection: tuple[Float[Array, "_ out"], ...] | None
+    centered: bool = eqx.field(static=True)
 
     def __init__(
         self,
         *,
         key: PRNGKeyArray | None = None,
         projection: tuple[Float[Array, "_ out"], ...] | None = None,
+        centered: bool = False,
     ):
         """**Arguments:**
 
@@ -82,6 +94,10 @@ class OSTTP(AbstractLayerwiseRule):
           layer below the top, from the input up.
 
         Give exactly one of them.
+
+        - `centered`: project the target with its mean over the outputs removed,
+          $y^*_t - \\bar y^*_t$ ($y^* - 1/C$ for a one-hot target), which is $B^l$ with
+          its row means removed (default `False`, the paper's rule; see above).
         """
         if (key is None) == (projection is None):
             raise ValueError(
@@ -91,6 +107,7 @@ class OSTTP(AbstractLayerwiseRule):
             )
         self.key = key
         self.projection = None if projection is None else tuple(map(jnp.asarray, projection))
+        self.centered = bool(centered)
 
     def projections(self, layers: Layers, n_out: int, dtype) -> tuple[Array, ...]:
         """$B^l$ for each layer below the top of `layers`, for `n_out` targets."""
@@ -117,6 +134,8 @@ class OSTTP(AbstractLayerwiseRule):
 
     def target_signal(self, layers, index, target, output):
         target = target_vector(target, output)
+        if self.centered:
+            target = target - jnp.mean(target)
         return -self.projections(layers, target.size, output.dtype)[index] @ target
 
     def init_layer(self, layers, index, state, dtype):

@@ -233,7 +233,7 @@ register_rule(
 )
 register_rule(
     "osttp",
-    lambda seed=0: OSTTP(key=jax.random.key(seed)),
+    lambda seed=0, centered=False: OSTTP(key=jax.random.key(seed), centered=centered),
     driver="online",
     lr=_ONLINE_LR,
     description="OSTL with direct random target projection to the hidden layers",
