@@ -12,6 +12,10 @@ from ._checkpoint import (
     save_checkpoint as save_checkpoint,
 )
 from ._connect import Connect as Connect, ConnectState as ConnectState
+from ._continuous import (
+    ContinuousTime as ContinuousTime,
+    ContinuousTimeState as ContinuousTimeState,
+)
 from ._dcls import (
     DCLSDelay as DCLSDelay,
     anneal_delays as anneal_delays,
@@ -19,6 +23,7 @@ from ._dcls import (
     round_delays as round_delays,
 )
 from ._delay import AbstractDelay as AbstractDelay, Delay as Delay, DelayState as DelayState
+from ._first_spike import FirstSpikeTime as FirstSpikeTime
 from ._fit import evaluate as evaluate, fit as fit
 from ._flatten import Flatten as Flatten
 from ._hessian import hessian as hessian, hvp as hvp
@@ -73,6 +78,7 @@ from ._rules import (
     EProp as EProp,
     EPropState as EPropState,
     EPropTraces as EPropTraces,
+    EventProp as EventProp,
     FPTTState as FPTTState,
     FPTTStep as FPTTStep,
     OSTLTraces as OSTLTraces,

@@ -22,6 +22,7 @@ PAGES = {
             "eqslax._flatten",
             "eqslax._delay",
             "eqslax._dcls",
+            "eqslax._continuous",
         ),
         None,
     ),
@@ -40,7 +41,7 @@ PAGES = {
     "losses": (
         "Losses",
         "Losses on output sequences, with the one normalisation every rule uses.",
-        ("eqslax._losses",),
+        ("eqslax._losses", "eqslax._first_spike"),
         None,
     ),
     "rules": (

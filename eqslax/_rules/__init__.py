@@ -1,6 +1,7 @@
 from ._base import AbstractLearningRule as AbstractLearningRule, Aux as Aux
 from ._bptt import BPTT as BPTT, TruncatedBPTT as TruncatedBPTT
 from ._eprop import EProp as EProp, EPropState as EPropState, EPropTraces as EPropTraces
+from ._eventprop import EventProp as EventProp
 from ._fptt import (
     FPTT as FPTT,
     FPTTState as FPTTState,

@@ -28,6 +28,7 @@ from .._rules import (
     AbstractOnlineRule,
     ApproxOTPE,
     EProp,
+    EventProp,
     TruncatedBPTT,
 )
 
@@ -255,6 +256,13 @@ register_rule(
 register_rule("aotpe", ApproxOTPE, driver="online", lr=_ONLINE_LR, description="approximate OTPE")
 register_rule(
     "eprop", EProp, driver="online", lr=_ONLINE_LR, description="e-prop with symmetric feedback"
+)
+register_rule(
+    "eventprop",
+    EventProp,
+    driver="offline",
+    lr=_OFFLINE_LR,
+    description="EventProp: exact adjoint gradients of a ContinuousTime network",
 )
 register_rule(
     "fptt",

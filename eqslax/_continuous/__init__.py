@@ -1,0 +1,1 @@
+from ._model import ContinuousTime as ContinuousTime, ContinuousTimeState as ContinuousTimeState
