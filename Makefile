@@ -20,9 +20,9 @@ demo: $(STAMP)
 # Tests run on every core (pytest-xdist): most of their time is XLA compilation.
 # XLA's CPU compiler now and then crashes inside a worker (seen in five full runs, each
 # time at a different test that passes when run again): a test whose worker crashed runs
-# once more. A failed assertion is never rerun.
+# up to twice more. A failed assertion is never rerun.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto --reruns 1 --only-rerun "crashed while running"
+	$(BIN)/python -m pytest -n auto --reruns 2 --only-rerun "crashed while running"
 
 # The documentation site (mkdocs-material + mkdocstrings): tutorials run, support matrix measured.
 DOCS_STAMP := $(VENV)/.installed-docs
