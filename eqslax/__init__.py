@@ -8,6 +8,7 @@ from . import (
 from ._checkpoint import (
     Checkpoint as Checkpoint,
     CheckpointError as CheckpointError,
+    atomic_write as atomic_write,
     load_checkpoint as load_checkpoint,
     save_checkpoint as save_checkpoint,
 )

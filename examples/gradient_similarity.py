@@ -12,7 +12,6 @@ on the same batch, per layer and global, in float64.
 
 import argparse
 import json
-import os
 import sys
 
 import jax
@@ -141,9 +140,4 @@ if __name__ == "__main__":
     if args.json:
         command = "python examples/gradient_similarity.py " + " ".join(sys.argv[1:])
         data = {"command": command, "table": args.table, "jax": jax.__version__, **data}
-        # written to a temporary name, then renamed: never a half-written file
-        temporary = f"{args.json}.tmp"
-        with open(temporary, "w") as file:
-            json.dump(data, file, indent=2)
-            file.write("\n")
-        os.replace(temporary, args.json)
+        eqslax.atomic_write(args.json, (json.dumps(data, indent=2) + "\n").encode())

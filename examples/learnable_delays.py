@@ -212,8 +212,7 @@ def main(argv=None) -> dict:
     }
     print(table(result))
     if args.json:
-        with open(args.json, "w") as file:
-            json.dump(result, file, indent=1)
+        eqslax.atomic_write(args.json, (json.dumps(result, indent=1) + "\n").encode())
     return result
 
 

@@ -130,8 +130,7 @@ def main(argv=None) -> dict:
     data = {"command": command, "seeds": sizes["seeds"], "rules": rows(result)}
     print(table(data))
     if args.json:
-        with open(args.json, "w") as file:
-            json.dump(data, file, indent=1)
+        eqslax.atomic_write(args.json, (json.dumps(data, indent=1) + "\n").encode())
     return data
 
 

@@ -216,8 +216,7 @@ def main(argv=None) -> dict:
     }
     print(table(out))
     if args.json:
-        with open(args.json, "w") as file:
-            json.dump(out, file, indent=1)
+        eqslax.atomic_write(args.json, (json.dumps(out, indent=1) + "\n").encode())
     return out
 
 

@@ -143,11 +143,7 @@ class DenseOneStep(layerwise.AbstractLayerwiseRule):
         return None, step
 
     def gradient(self, layers, index, estimate, step, signal):
-        grads = OneStep().gradient(layers, index, estimate, step, signal)
-        is_outer = lambda g: isinstance(g, layerwise.Outer)  # noqa: E731
-        return jax.tree_util.tree_map(
-            lambda g: g.dense() if is_outer(g) else g, grads, is_leaf=is_outer
-        )
+        return layerwise.dense(OneStep().gradient(layers, index, estimate, step, signal))
 
 
 def test_outer_is_the_sum_of_its_products():

@@ -47,4 +47,4 @@ from .._rules._ottt import (
     advance_presynaptic as advance_presynaptic,
     init_presynaptic as init_presynaptic,
 )
-from .._rules._outer import Outer as Outer
+from .._rules._outer import Outer as Outer, dense as dense
